@@ -1,0 +1,5 @@
+import sys
+
+from protoship.cli import main
+
+sys.exit(main())

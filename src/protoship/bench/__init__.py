@@ -1,0 +1,1 @@
+"""Benchmark helpers shared by the plugin benchmarks and `nox -s bench`."""

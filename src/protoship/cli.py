@@ -1,0 +1,73 @@
+"""Command line: `python -m protoship generate [--check] [--force] [--strict]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from protoship import pipeline
+from protoship.errors import PipelineError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="protoship")
+    parser.add_argument("--root", type=Path, default=Path(), help="project root (default: .)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="generate the packages from the buf module")
+    gen.add_argument(
+        "--check",
+        action="store_true",
+        help="regenerate aside and fail, listing files, if the output differs",
+    )
+    gen.add_argument("--force", action="store_true", help="regenerate even if nothing changed")
+    gen.add_argument(
+        "--strict", action="store_true", help="fail instead of leaving files out of a flavour"
+    )
+    gen.add_argument("-v", "--verbose", action="store_true", help="print each stage")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    verbose = args.verbose or sys.stderr.isatty()
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        if verbose:
+            print(f"protoship: {message}...", file=sys.stderr, flush=True)
+
+    try:
+        result = pipeline.generate(
+            args.root, check=args.check, force=args.force, strict=args.strict, progress=progress
+        )
+    except PipelineError as exc:
+        print(f"protoship: error: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"protoship: warning: {warning}", file=sys.stderr)
+    took = time.monotonic() - started
+    if result.status == "checked":
+        drift = result.drift
+        if drift:
+            print("protoship: packages/ differs from a fresh generation:", file=sys.stderr)
+            for label, paths in (
+                ("changed", drift.changed),
+                ("missing", drift.missing),
+                ("unexpected", drift.unexpected),
+            ):
+                for path in paths:
+                    print(f"  {label}: {path}", file=sys.stderr)
+            print("Run `nox -s generate` and commit the result.", file=sys.stderr)
+            return 1
+        print(f"protoship: packages/ is up to date ({result.files} files, {took:.1f}s)")
+    elif result.status == "unchanged":
+        print(f"protoship: nothing changed ({took:.2f}s)")
+    else:
+        print(
+            f"protoship: generated {', '.join(result.packages)} "
+            f"({result.files} files, {took:.1f}s)"
+        )
+    return 0

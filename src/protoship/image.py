@@ -1,0 +1,183 @@
+"""Compile the buf module once into an image that every later stage reads.
+
+protoc (grpcio-tools' bundled libprotoc, the same compiler behind the `python` builtin) builds a
+FileDescriptorSet with source info, resolving outside imports from installed distributions
+(see toolchain). Files from outside the module are marked as imports with buf's image extension,
+so `buf generate`, `buf lint` and `buf breaking` treat the result exactly like an image that
+`buf build` made, and generate code only for the module's own files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import descriptor_pb2
+
+from protoship import toolchain
+from protoship.config import Config
+from protoship.errors import PipelineError
+
+# buf.alpha.image.v1.ImageFile.buf_extension = 8042; ImageFileExtension.is_import = 1.
+_BUF_EXTENSION_FIELD = 8042
+_IS_IMPORT = b"\x08\x01"
+
+
+@dataclass(frozen=True)
+class ProtoFile:
+    path: str
+    package: str
+    syntax: str
+    edition: int
+    dependencies: tuple[str, ...]
+    has_services: bool
+    # Top-level message names, in declaration order.
+    messages: tuple[str, ...]
+    # Distribution that provides this file's runtime modules; None for the module's own files.
+    provider: str | None
+
+    @property
+    def python_module(self) -> str:
+        """The protoc-generated module name, e.g. `acme.orders.v1.order_pb2`."""
+        stem = self.path[: -len(".proto")]
+        return stem.replace("-", "_").replace("/", ".") + "_pb2"
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    digest: str
+    files: tuple[ProtoFile, ...]
+    imports: tuple[ProtoFile, ...]
+
+    def file(self, path: str) -> ProtoFile:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)
+
+    def packages(self) -> dict[str, list[ProtoFile]]:
+        result: dict[str, list[ProtoFile]] = {}
+        for f in self.files:
+            result.setdefault(f.package, []).append(f)
+        return result
+
+
+def discover(config: Config) -> list[str]:
+    """The module's .proto files, module-relative and sorted, minus buf.yaml's excludes."""
+    found = []
+    for path in config.module.rglob("*.proto"):
+        rel = path.relative_to(config.module).as_posix()
+        if any(rel == e or rel.startswith(e + "/") for e in config.module_excludes):
+            continue
+        found.append(rel)
+    if not found:
+        raise PipelineError(
+            f"{config.rel(config.module)}/: no .proto files found; put your buf module there "
+            f"or change `modules: - path:` in {config.buf_yaml.name}"
+        )
+    return sorted(found)
+
+
+def compile_image(config: Config, workdir: Path) -> Image:
+    """Compile every module file into `workdir/image.binpb`, marked like a buf image."""
+    sources = discover(config)
+    raw = workdir / "protoc.binpb"
+    include_args = ["-I."] + [f"-I{r.path}" for r in toolchain.include_roots()]
+    # Paths on the command line are module-relative so protoc matches them to -I{module}.
+    argfile = workdir / "protoc.args"
+    argfile.write_text("\n".join(sources) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            *include_args,
+            "--include_imports",
+            "--include_source_info",
+            f"--descriptor_set_out={raw}",
+            f"@{argfile}",
+        ],
+        cwd=config.module,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise PipelineError(_compile_error(config, proc.stderr))
+    fds = descriptor_pb2.FileDescriptorSet.FromString(raw.read_bytes())
+    own = set(sources)
+    files, imports, chunks = [], [], []
+    for fd in fds.file:
+        is_import = fd.name not in own
+        entry = ProtoFile(
+            path=fd.name,
+            package=fd.package,
+            syntax=fd.syntax or "proto2",
+            edition=fd.edition,
+            dependencies=tuple(fd.dependency),
+            has_services=bool(fd.service),
+            messages=tuple(m.name for m in fd.message_type),
+            provider=toolchain.provider_of(fd.name) if is_import else None,
+        )
+        (imports if is_import else files).append(entry)
+        data = fd.SerializeToString(deterministic=True)
+        if is_import:
+            data += _field(_BUF_EXTENSION_FIELD, _IS_IMPORT)
+        chunks.append(_field(1, data))
+    image_bytes = b"".join(chunks)
+    path = workdir / "image.binpb"
+    path.write_bytes(image_bytes)
+    return Image(
+        path=path,
+        digest=hashlib.sha256(image_bytes).hexdigest(),
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        imports=tuple(sorted(imports, key=lambda f: f.path)),
+    )
+
+
+def matches(path: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a module-relative proto path matches a glob or names a directory prefix."""
+    return any(
+        fnmatch.fnmatchcase(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns
+    )
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits, value = value & 0x7F, value >> 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+_LOCATION = re.compile(r"^(?P<file>[^:\s][^:]*\.proto):(?P<rest>\d+:\d+:.*|.*)$")
+
+
+def _compile_error(config: Config, stderr: str) -> str:
+    """protoc's diagnostics with paths as the user sees them, plus what to do."""
+    module = config.rel(config.module)
+    lines = []
+    for line in stderr.strip().splitlines():
+        m = _LOCATION.match(line)
+        if m and (config.module / m["file"]).is_file():
+            line = f"{module}/{m['file']}:{m['rest'].lstrip()}"
+        if "File not found" in line or "was not found or had errors" in line:
+            line += (
+                "  (imports resolve from the module, the well-known types, and "
+                "googleapis-common-protos' .proto files)"
+            )
+        lines.append(line)
+    return "compiling the proto module failed:\n" + "\n".join("  " + ln for ln in lines)
