@@ -7,6 +7,7 @@ the work itself lives in src/protoship and is tested without nox."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -42,7 +43,18 @@ def test(session: nox.Session) -> None:
     if not (OUTPUT / ".protoship-manifest.json").is_file():
         session.log("packages/ not generated yet: generating first")
         session.run("python", "-m", "protoship", "generate")
-    session.run("pytest", *session.posargs)
+    # Test what ships: wheels built from packages/, installed by path (never from an index,
+    # so a same-named project elsewhere cannot stand in for them).
+    wheels = Path(session.create_tmp()) / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "protoship", "build", "--wheel-only", "--out", str(wheels))
+    meta = PYPROJECT["tool"]["protoship"]["name"]
+    extras = ",".join(PYPROJECT["tool"]["protoship"]["flavours"])
+    built = sorted(wheels.glob("*.whl"))
+    session.install(
+        *(f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w) for w in built)
+    )
+    session.run("pytest", *session.posargs, env={"PROTOSHIP_WHEELS": str(wheels)})
 
 
 @nox.session(default=False)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from protoship import pipeline
+from protoship import config, dist, pipeline
 from protoship.errors import PipelineError
 
 
@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="fail instead of leaving files out of a flavour"
     )
     gen.add_argument("-v", "--verbose", action="store_true", help="print each stage")
+    build = sub.add_parser("build", help="build wheels and sdists of every package")
+    build.add_argument("--out", type=Path, default=Path("dist"), help="output directory")
+    build.add_argument("--wheel-only", action="store_true", help="skip sdists")
     return parser
 
 
@@ -39,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             print(f"protoship: {message}...", file=sys.stderr, flush=True)
 
+    if args.command == "build":
+        return _build(args.root, args.out, sdist=not args.wheel_only)
     try:
         result = pipeline.generate(
             args.root, check=args.check, force=args.force, strict=args.strict, progress=progress
@@ -70,4 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"protoship: generated {', '.join(result.packages)} "
             f"({result.files} files, {took:.1f}s)"
         )
+    return 0
+
+
+def _build(root: Path, out: Path, *, sdist: bool) -> int:
+    try:
+        built = dist.build(config.load(root), out, sdist=sdist)
+    except PipelineError as exc:
+        print(f"protoship: error: {exc}", file=sys.stderr)
+        return 1
+    for path in built:
+        print(path)
     return 0
