@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "build":
+        return _build(args.root, args.out, sdist=not args.wheel_only)
     verbose = args.verbose or sys.stderr.isatty()
     started = time.monotonic()
 
@@ -42,8 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             print(f"protoship: {message}...", file=sys.stderr, flush=True)
 
-    if args.command == "build":
-        return _build(args.root, args.out, sdist=not args.wheel_only)
     try:
         result = pipeline.generate(
             args.root, check=args.check, force=args.force, strict=args.strict, progress=progress

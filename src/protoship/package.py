@@ -9,6 +9,7 @@ keys and comments a user adds by hand survive regeneration.
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -24,6 +25,9 @@ from protoship.generate import Generated
 from protoship.image import Image, ProtoFile
 
 HATCHLING = "hatchling>=1.26"
+# Schema identity, shipped in each wheel's .dist-info/extra_metadata/ and read at run time with
+# importlib.metadata.distribution(name).read_text("extra_metadata/schema.json").
+SCHEMA_FILE = "schema.json"
 _PB2 = re.compile(r"^(?P<stem>.*)_pb2(?P<grpc>_grpc)?\.pyi?$")
 _PYPROJECT_HEADER = (
     "Managed by protoship (`nox -s generate`): the keys it writes (build-system, project name,\n"
@@ -43,6 +47,7 @@ def build(
     tree: dict[str, bytes] = {}
     for flavour in config.flavours:
         files = _layout(config, flavour, image, generated[flavour.key])
+        files.update(_protos(config, flavour, image))
         root = flavour.distribution
         package_roots = sorted({PurePosixPath(p).parts[1] for p in files})
         reqs = requirements.derive(
@@ -56,12 +61,29 @@ def build(
         tree[f"{root}/README.md"] = _flavour_readme(
             config, flavour, image, reqs, excluded.get(flavour.key, {})
         ).encode()
+        tree[f"{root}/{SCHEMA_FILE}"] = _schema(image, excluded.get(flavour.key, {}))
     meta = config.name
     tree[f"{meta}/pyproject.toml"] = _merge_pyproject(
         _previous(previous, f"{meta}/pyproject.toml"), _meta_pyproject(config)
     )
     tree[f"{meta}/README.md"] = _meta_readme(config).encode()
     return dict(sorted(tree.items()))
+
+
+def _protos(config: Config, flavour: Flavour, image: Image) -> dict[str, bytes]:
+    """The module's .proto sources, beside the generated modules, so that other repositories
+    can import them from the installed package (as googleapis-common-protos does)."""
+    prefix = "src" if flavour.import_root is None else f"src/{flavour.import_root}"
+    return {f"{prefix}/{f.path}": (config.module / f.path).read_bytes() for f in image.files}
+
+
+def _schema(image: Image, excluded: Mapping[str, str]) -> bytes:
+    data = {
+        "descriptor_set_sha256": image.digest,
+        "files": [f.path for f in image.files],
+        "excluded": dict(sorted(excluded.items())),
+    }
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
 def _previous(previous: Path | None, rel: str) -> str | None:
@@ -180,8 +202,11 @@ def _flavour_pyproject(
             "hatch": {
                 "build": {
                     "targets": {
-                        "wheel": {"packages": [f"src/{r}" for r in package_roots]},
-                        "sdist": {"include": ["/src", "/README.md"]},
+                        "wheel": {
+                            "packages": [f"src/{r}" for r in package_roots],
+                            "extra-metadata": {SCHEMA_FILE: SCHEMA_FILE},
+                        },
+                        "sdist": {"include": ["/src", "/README.md", f"/{SCHEMA_FILE}"]},
                     }
                 }
             }
@@ -230,7 +255,21 @@ def _merge_pyproject(existing: str | None, managed: dict[str, Any]) -> bytes:
     else:
         doc = tomlkit.parse(existing)
     _merge_table(doc, managed)
-    return tomlkit.dumps(doc).encode()
+    return _tidy(tomlkit.dumps(doc)).encode()
+
+
+def _tidy(text: str) -> str:
+    """One blank line before each table header (none between a header and a comment above it),
+    so a merged file is laid out exactly as a freshly written one and regeneration is stable."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("["):
+            while out and not out[-1].strip():
+                out.pop()
+            if out and not out[-1].startswith("#"):
+                out.append("")
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def _merge_table(target: Any, values: Mapping[str, Any]) -> None:

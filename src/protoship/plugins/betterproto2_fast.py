@@ -1,0 +1,430 @@
+"""`protoc-gen-python_betterproto2_fast`: the betterproto2 generator, minus its slow parts.
+
+The stock plugin (betterproto2-compiler 0.10.1) spends most of its time outside code
+generation proper: it decodes the request with betterproto2's pure-Python runtime (source
+info of every file included), looks each comment up by scanning every source location,
+recompiles its Jinja templates for every output module and runs ruff twice per module.
+This plugin keeps the stock parser, models and templates -- so the output stays
+byte-identical -- and swaps only those parts:
+
+* the request is decoded by the C protobuf runtime and converted field by field into the
+  betterproto2 classes the models expect, leaving ``source_code_info`` out;
+* comments come from an index built once per file, formatted by the stock function;
+* templates are compiled once and rendered on every core (forked workers);
+* ruff runs once (check, then format) over all modules, from the caller's working
+  directory so that it picks up the same configuration as the stock plugin's stdin runs.
+
+Whenever the fast path hits anything unexpected (ruff failing, an option that needs the
+exact betterproto2 decoding) it falls back to the stock code path, so errors and edge cases
+behave exactly like ``protoc-gen-python_betterproto2``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+from google.protobuf.message import Message as UpbMessage
+
+__all__ = ["main"]
+
+# The overrides below reach into betterproto2-compiler's internals (module-level names,
+# template files, ruff arguments), so they are only valid for this exact release.
+PINNED_COMPILER_VERSION = "0.10.1"
+_RUFF_CHECK_ARGS = ("check", "--select", "I,F401,TC005,RUF022", "--fix", "--silent")
+_PLACEHOLDER_PREFIX = "\x00protoship-pending-module:"
+# Below this many modules a forked worker costs more than it saves.
+_MIN_MODULES_PER_WORKER = 4
+
+
+class CompilerVersionError(RuntimeError):
+    """The installed betterproto2-compiler is not the release these overrides target."""
+
+
+def _check_compiler_version() -> None:
+    try:
+        installed = metadata.version("betterproto2_compiler")
+    except metadata.PackageNotFoundError:
+        installed = "not installed"
+    if installed != PINNED_COMPILER_VERSION:
+        raise CompilerVersionError(
+            "protoc-gen-python_betterproto2_fast patches betterproto2-compiler internals and "
+            f"supports only betterproto2-compiler=={PINNED_COMPILER_VERSION}, found "
+            f"{installed}; pin it, or use the stock protoc-gen-python_betterproto2 plugin"
+        )
+
+
+# --- request decoding ----------------------------------------------------------------------
+
+_KIND_SCALAR, _KIND_ENUM, _KIND_MESSAGE, _KIND_REPEATED_SCALAR = range(4)
+_KIND_REPEATED_ENUM, _KIND_REPEATED_MESSAGE, _KIND_SKIP = range(4, 7)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How to build one betterproto2 class from the matching upb message."""
+
+    defaults: dict[str, Any]
+    lists: tuple[str, ...]
+    actions: dict[int, tuple[str, int, Any]]
+
+
+class _Converter:
+    """Builds betterproto2 descriptor objects from C-decoded protobuf messages.
+
+    betterproto2 messages are plain dataclasses whose every field has a default factory, so
+    filling ``__dict__`` directly yields the same object as ``cls.parse`` on the same bytes
+    (compared with ``==`` and ``repr``), at a fraction of the cost. Unknown fields (custom
+    options) are not carried over; they only matter when descriptors are re-serialised,
+    which is why the ``google_protobuf_descriptors`` option takes the exact path instead.
+    """
+
+    def __init__(self, skip: dict[type[Any], frozenset[str]]) -> None:
+        self._skip = skip
+        self._plans: dict[type[Any], _Plan] = {}
+
+    def _plan(self, cls: type[Any]) -> _Plan:
+        import betterproto2
+
+        meta = cls._betterproto
+        skipped = self._skip.get(cls, frozenset())
+        defaults: dict[str, Any] = {}
+        lists: list[str] = []
+        actions: dict[int, tuple[str, int, Any]] = {}
+        for name, field_meta in meta.meta_by_field_name.items():
+            if field_meta.proto_type == betterproto2.TYPE_MAP or field_meta.unwrap is not None:
+                # descriptor.proto has neither; a future one would need real handling.
+                raise NotImplementedError(f"{cls.__name__}.{name}: unsupported field shape")
+            if field_meta.repeated:
+                lists.append(name)
+            else:
+                defaults[name] = meta.default_gen[name]()
+            sub = meta.cls_by_field[name]
+            if name in skipped:
+                kind = _KIND_SKIP
+            elif field_meta.proto_type == betterproto2.TYPE_MESSAGE:
+                kind = _KIND_REPEATED_MESSAGE if field_meta.repeated else _KIND_MESSAGE
+            elif field_meta.proto_type == betterproto2.TYPE_ENUM:
+                kind = _KIND_REPEATED_ENUM if field_meta.repeated else _KIND_ENUM
+            else:
+                kind = _KIND_REPEATED_SCALAR if field_meta.repeated else _KIND_SCALAR
+            actions[field_meta.number] = (name, kind, sub)
+        defaults["_unknown_fields"] = b""
+        plan = _Plan(defaults=defaults, lists=tuple(lists), actions=actions)
+        self._plans[cls] = plan
+        return plan
+
+    def convert(self, message: UpbMessage, cls: type[Any]) -> Any:
+        plan = self._plans.get(cls) or self._plan(cls)
+        obj = cls.__new__(cls)
+        values = obj.__dict__
+        values.update(plan.defaults)
+        for name in plan.lists:
+            values[name] = []
+        actions = plan.actions
+        # ListFields returns only the fields that are set, which for descriptors is a
+        # small fraction of the declared ones; unset fields keep betterproto2's defaults.
+        for descriptor, value in message.ListFields():
+            action = actions.get(descriptor.number)
+            if action is None:
+                continue  # extensions and fields betterproto2 does not know
+            name, kind, sub = action
+            if kind == _KIND_SCALAR:
+                values[name] = value
+            elif kind == _KIND_REPEATED_MESSAGE:
+                convert = self.convert
+                values[name] = [convert(item, sub) for item in value]
+            elif kind == _KIND_MESSAGE:
+                values[name] = self.convert(value, sub)
+            elif kind == _KIND_ENUM:
+                values[name] = sub(value)
+            elif kind == _KIND_REPEATED_SCALAR:
+                values[name] = list(value)
+            elif kind == _KIND_REPEATED_ENUM:
+                values[name] = [sub(item) for item in value]
+        return obj
+
+
+@dataclass
+class _Decoded:
+    request: Any  # betterproto2 CodeGeneratorRequest
+    # id() of each betterproto2 FileDescriptorProto -> its C-decoded source info.
+    source_info: dict[int, Any] = field(default_factory=dict)
+
+
+def _decode_request(data: bytes, *, exact: bool) -> _Decoded:
+    from betterproto2_compiler.lib.google.protobuf import FileDescriptorProto
+    from betterproto2_compiler.lib.google.protobuf.compiler import CodeGeneratorRequest
+
+    upb_request = plugin_pb2.CodeGeneratorRequest.FromString(data)
+    converter = _Converter(
+        {
+            FileDescriptorProto: frozenset({"source_code_info"}),
+            # Converted file by file below; the stock generator never reads the others.
+            CodeGeneratorRequest: frozenset({"proto_file", "source_file_descriptors"}),
+        }
+    )
+    request = converter.convert(upb_request, CodeGeneratorRequest)
+    source_info: dict[int, Any] = {}
+    for upb_file in upb_request.proto_file:
+        if exact:
+            stripped = descriptor_pb2.FileDescriptorProto()
+            stripped.CopyFrom(upb_file)
+            stripped.ClearField("source_code_info")
+            bp_file = FileDescriptorProto.parse(stripped.SerializeToString())
+        else:
+            bp_file = converter.convert(upb_file, FileDescriptorProto)
+        if upb_file.HasField("source_code_info"):
+            source_info[id(bp_file)] = upb_file.source_code_info
+        request.proto_file.append(bp_file)
+    return _Decoded(request=request, source_info=source_info)
+
+
+# --- comments ------------------------------------------------------------------------------
+
+
+@dataclass
+class _OneLocation:
+    """Quacks like a FileDescriptorProto whose source info holds a single location."""
+
+    location: list[Any]
+
+    @property
+    def source_code_info(self) -> _OneLocation:
+        return self
+
+
+class _CommentIndex:
+    """Per-file comment lookup, built on first use; formatting is the stock function's."""
+
+    def __init__(self, source_info: dict[int, Any], stock_get_comment: Callable[..., str]):
+        self._source_info = source_info
+        self._stock = stock_get_comment
+        self._by_file: dict[int, dict[tuple[int, ...], Any]] = {}
+        self._formatted: dict[tuple[int, tuple[int, ...]], str] = {}
+
+    def get_comment(self, proto_file: Any, path: list[int]) -> str:
+        file_id = id(proto_file)
+        info = self._source_info.get(file_id)
+        if info is None:
+            # No source info: let the stock function fail (or not) exactly as it would.
+            return self._stock(proto_file=proto_file, path=path)
+        key = tuple(path)
+        cached = self._formatted.get((file_id, key))
+        if cached is not None:
+            return cached
+        locations = self._by_file.get(file_id)
+        if locations is None:
+            locations = {}
+            for location in info.location:
+                # The stock lookup stops at the first location with this path.
+                locations.setdefault(tuple(location.path), location)
+            self._by_file[file_id] = locations
+        location = locations.get(key)
+        comment = "" if location is None else self._stock(_OneLocation([location]), list(path))
+        self._formatted[(file_id, key)] = comment
+        return comment
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+class _Renderer:
+    """The stock ``outputfile_compiler`` up to (not including) ruff, with one Jinja env."""
+
+    def __init__(self) -> None:
+        import jinja2
+        from betterproto2_compiler.plugin import compiler
+
+        templates = Path(compiler.__file__).resolve().parent.parent / "templates"
+        self._version = metadata.version("betterproto2_compiler")
+        self._all: list[str] = []
+        env = jinja2.Environment(
+            trim_blocks=True,
+            lstrip_blocks=True,
+            loader=jinja2.FileSystemLoader(str(templates)),
+            undefined=jinja2.StrictUndefined,
+        )
+        env.filters["add_to_all"] = self._add_to_all
+        self._body = env.get_template("template.py.j2")
+        self._header = env.get_template("header.py.j2")
+
+    def _add_to_all(self, name: str) -> str:
+        self._all.append(name)
+        return name
+
+    def render(self, output_file: Any) -> str:
+        self._all = []
+        code: str = self._body.render(output_file=output_file)
+        header: str = self._header.render(
+            output_file=output_file, version=self._version, all=self._all
+        )
+        return header + "\n" + code
+
+
+# Set before forking so workers inherit the models instead of receiving them pickled.
+_WORK: tuple[_Renderer, Sequence[Any], Path] | None = None
+
+
+def _module_path(directory: Path, index: int) -> Path:
+    # Not __init__.py: ruff treats unused imports there differently than in stdin input.
+    return directory / f"module_{index:06d}.py"
+
+
+def _render_one(index: int) -> None:
+    assert _WORK is not None
+    renderer, modules, directory = _WORK
+    code = renderer.render(modules[index])
+    # newline="" because the stock plugin hands ruff the text untranslated.
+    with _module_path(directory, index).open("w", encoding="utf-8", newline="") as handle:
+        handle.write(code)
+
+
+def _weight(output_file: Any) -> int:
+    return sum(len(message.fields) + 1 for message in output_file.messages.values()) + sum(
+        4 * len(service.methods) for service in output_file.services.values()
+    )
+
+
+def _render_all(modules: Sequence[Any], directory: Path) -> None:
+    global _WORK
+    _WORK = (_Renderer(), modules, directory)
+    try:
+        workers = min(os.cpu_count() or 1, len(modules) // _MIN_MODULES_PER_WORKER)
+        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            for index in range(len(modules)):
+                _render_one(index)
+            return
+        # Biggest first so that no worker is left with a large module at the end.
+        order = sorted(range(len(modules)), key=lambda i: -_weight(modules[i]))
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_render_one, order, chunksize=1):
+                pass
+    finally:
+        _WORK = None
+
+
+def _run_ruff(paths: Sequence[Path]) -> None:
+    files = [str(path) for path in paths]
+    # The stock plugin pipes through `ruff check` and `ruff format` with text-mode pipes;
+    # --no-cache keeps ruff from writing a .ruff_cache into the caller's directory.
+    subprocess.run(["ruff", *_RUFF_CHECK_ARGS, "--no-cache", *files], check=True)
+    for path in paths:
+        raw = path.read_bytes()
+        if b"\r" in raw:
+            # Text-mode pipes translate newlines between the two stock ruff runs.
+            path.write_text(raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
+    subprocess.run(["ruff", "format", "--no-cache", "--silent", *files], check=True)
+
+
+def _read_back(path: Path) -> str:
+    # Universal newlines, as the stock plugin reads ruff's stdout in text mode.
+    with path.open(encoding="utf-8") as handle:
+        return handle.read()
+
+
+def _warn_collisions(code: str) -> None:
+    from betterproto2_compiler.plugin.module_validation import ModuleValidator
+
+    validator = ModuleValidator(iter(code.splitlines()))
+    if not validator.validate():
+        message_builder = ["[WARNING]: Generated code has collisions in the module:"]
+        for collision, lines in validator.collisions.items():
+            message_builder.append(f'  "{collision}" on lines:')
+            for num, line in lines:
+                message_builder.append(f"    {num}:{line}")
+        print("\n".join(message_builder), file=sys.stderr)
+
+
+def _finish_modules(modules: Sequence[Any]) -> list[str]:
+    with tempfile.TemporaryDirectory(prefix="protoship-betterproto2-") as tmp:
+        directory = Path(tmp)
+        _render_all(modules, directory)
+        paths = [_module_path(directory, index) for index in range(len(modules))]
+        _run_ruff(paths)
+        return [_read_back(path) for path in paths]
+
+
+# --- orchestration -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+def _wants_exact_descriptors(data: bytes) -> bool:
+    request = plugin_pb2.CodeGeneratorRequest.FromString(data)
+    options = request.parameter.split(",") if request.parameter else []
+    return "google_protobuf_descriptors" in options
+
+
+def _generate(data: bytes) -> Any:
+    from betterproto2_compiler.plugin import models, parser
+
+    # Embedded descriptors are re-serialised from the betterproto2 objects, unknown fields
+    # included, so only betterproto2's own decoder reproduces them byte for byte.
+    decoded = _decode_request(data, exact=_wants_exact_descriptors(data))
+    comments = _CommentIndex(decoded.source_info, models.get_comment)
+    pending: list[Any] = []
+
+    def defer(output_file: Any) -> str:
+        pending.append(output_file)
+        return f"{_PLACEHOLDER_PREFIX}{len(pending) - 1}"
+
+    with _patched(models, "get_comment", comments.get_comment):
+        stderr = io.StringIO()
+        try:
+            with _patched(parser, "outputfile_compiler", defer), contextlib.redirect_stderr(stderr):
+                response = parser.generate_code(decoded.request)
+            codes = _finish_modules(pending)
+        except Exception:
+            # Replay through the stock code path (fresh models, stock rendering and ruff
+            # calls) so that failures surface exactly as the stock plugin reports them.
+            return parser.generate_code(decoded.request)
+    for code in codes:
+        _warn_collisions(code)
+    sys.stderr.write(stderr.getvalue())
+    for response_file in response.file:
+        content = response_file.content
+        if content is not None and content.startswith(_PLACEHOLDER_PREFIX):
+            response_file.content = codes[int(content[len(_PLACEHOLDER_PREFIX) :])]
+    return response
+
+
+def main() -> None:
+    """Read a CodeGeneratorRequest on stdin, write the CodeGeneratorResponse on stdout."""
+    try:
+        _check_compiler_version()
+    except CompilerVersionError as error:
+        print(f"protoc-gen-python_betterproto2_fast: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    data = sys.stdin.buffer.read()
+    dump_file = os.getenv("BETTERPROTO_DUMP")
+    if dump_file:
+        # The stock plugin's debugging aid; the raw request replays just the same.
+        sys.stderr.write(f"\033[31mWriting input from protoc to: {dump_file}\033[0m\n")
+        Path(dump_file).write_bytes(data)
+    response = _generate(data)
+    sys.stdout.buffer.write(response.SerializeToString())
+
+
+if __name__ == "__main__":
+    main()
