@@ -321,7 +321,7 @@ def _flavour_readme(
         "## Install",
         "",
         "```",
-        f"pip install '{config.name}[{flavour.extra}]=={config.version}'",
+        f"pip install '{config.name}[{flavour.extra}]'",
         "```",
         "",
     ]
