@@ -38,7 +38,7 @@ def test_requirements_come_from_generated_code() -> None:
         b"    _runtime_version.Domain.PUBLIC,\n    7,\n    35,\n    1,\n    '',\n    'x.proto'\n)\n"
     )
     grpc = b"import grpc\nGRPC_GENERATED_VERSION = '1.85.1'\nfrom own.pkg import x_pb2\n"
-    reqs = requirements.derive([pb2, grpc], frozenset({"own"}))
+    reqs = requirements.derive([pb2, grpc], frozenset({"own", "own.pkg", "own.pkg.x_pb2"}))
     assert reqs.dependencies == ("grpcio<2,>=1.85.1", "protobuf<8,>=7.35.1")
     assert reqs.requires_python == ">=3.10"
     newer = pb2.replace(b"35,\n    1", b"36,\n    2")

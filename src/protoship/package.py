@@ -51,7 +51,7 @@ def build(
         root = flavour.distribution
         package_roots = sorted({PurePosixPath(p).parts[1] for p in files})
         reqs = requirements.derive(
-            (c for p, c in files.items() if p.endswith(".py")), frozenset(package_roots)
+            (c for p, c in files.items() if p.endswith(".py")), _own_modules(files)
         )
         pyproject = _flavour_pyproject(config, flavour, package_roots, reqs)
         tree.update({f"{root}/{p}": c for p, c in files.items()})
@@ -68,6 +68,18 @@ def build(
     )
     tree[f"{meta}/README.md"] = _meta_readme(config).encode()
     return dict(sorted(tree.items()))
+
+
+def _own_modules(files: Mapping[str, bytes]) -> frozenset[str]:
+    """Dotted names of every module and package directory under src/."""
+    own: set[str] = set()
+    for path in files:
+        parts = PurePosixPath(path).parts[1:]
+        if path.endswith((".py", ".pyi")):
+            stem = PurePosixPath(*parts).with_suffix("").parts
+            own.add(".".join(stem[:-1] if stem[-1] == "__init__" else stem))
+        own.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return frozenset(own)
 
 
 def _protos(config: Config, flavour: Flavour, image: Image) -> dict[str, bytes]:

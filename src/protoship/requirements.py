@@ -70,15 +70,19 @@ class Requirements:
     requires_python: str
 
 
-def derive(modules: Iterable[bytes], own_top_levels: frozenset[str]) -> Requirements:
-    """Requirements of the given generated module sources (.py, not stubs)."""
+def derive(modules: Iterable[bytes], own: frozenset[str]) -> Requirements:
+    """Requirements of the given generated module sources (.py, not stubs).
+
+    `own` holds the dotted names of the package's own modules and packages: imports of those
+    need nothing. (Not top-level names: a package may share `google` with protobuf.)
+    """
     imported: set[str] = set()
     marks: dict[str, list[tuple[str, ...]]] = {}
     for source in modules:
         text = source.decode("utf-8")
         for m in _IMPORT.finditer(text):
             name = m[1] or f"{m[2]}.{m[3]}"
-            if name.split(".")[0] not in own_top_levels:
+            if name not in own and (m[1] or m[2] not in own):
                 imported.add(name)
         for marker in _MARKERS:
             found = marker.pattern.findall(text)
