@@ -1,16 +1,19 @@
-"""Run the generators declared in buf.gen.yaml over the image, one `buf generate` per flavour.
+"""Run the generators declared in buf.gen.yaml over the image: one `buf generate` per plugin.
 
-Each plugin writes into a directory of its own, so every output file is attributed to exactly one
-plugin (its header says which, and two plugins writing one file is an error, not a silent
-overwrite). Flavours run concurrently: buf already parallelises plugins within one run, and the
-flavours share nothing but the read-only image.
+One run per plugin (all in parallel; buf and the plugins are separate processes) means every
+output file is attributed to exactly one plugin, a file can be taken away from one plugin
+without touching the others, and a fallback generator can stand in for one plugin on a few
+files. Two plugins writing the same file is an error, not a silent overwrite.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,13 @@ from protoship import toolchain
 from protoship.config import Config, Flavour, Plugin
 from protoship.errors import PipelineError
 from protoship.image import Image
+
+# Generators that can stand in for a plugin on the files it fails on. protoc's own pyi
+# generator covers the same ground as mypy-protobuf's message stubs, with plainer types.
+FALLBACKS: dict[str, dict[str, Any]] = {
+    "protoc-gen-mypy": {"protoc_builtin": "pyi"},
+}
+_DEFAULT_PROTOC = ["python", "-m", "grpc_tools.protoc"]
 
 
 @dataclass(frozen=True)
@@ -31,86 +41,197 @@ class Generated:
     plugin: Plugin
 
 
-def run(
-    config: Config, image: Image, workdir: Path, excluded: dict[str, frozenset[str]]
-) -> dict[str, list[Generated]]:
-    """Generate every flavour; returns the files per flavour key, sorted by path."""
+@dataclass(frozen=True)
+class Job:
+    """One plugin over the image: all module files but `exclude`, or just `only`."""
+
+    flavour: Flavour
+    plugin: Plugin
+    exclude: frozenset[str] = frozenset()
+    only: frozenset[str] | None = None
+    # Set when this job stands in for another plugin on the files in `only`.
+    replaces: Plugin | None = None
+
+    def paths(self, image: Image) -> list[str]:
+        if self.only is not None:
+            return sorted(self.only)
+        return [f.path for f in image.files if f.path not in self.exclude]
+
+
+class PluginFailed(PipelineError):
+    """A plugin exited non-zero or wrote something that is not valid Python."""
+
+    def __init__(self, config: Config, job: Job, message: str, sources: Sequence[str] = ()):
+        self.job = job
+        self.detail = message
+        self.sources = tuple(sources)
+        where = f"{config.buf_gen_yaml.name}:{job.plugin.line}: plugin {job.plugin.label}"
+        files = f" on {', '.join(sources)}" if sources else ""
+        super().__init__(
+            f"{where} failed{files} while generating flavour {job.flavour.key!r}:\n"
+            + "\n".join("  " + line for line in message.splitlines())
+        )
+
+
+@dataclass
+class Plan:
+    """Which files each plugin takes. Grows as failures are attributed to files."""
+
+    # flavour key -> {module path: reason it is left out of the flavour}
+    excluded: dict[str, dict[str, str]]
+    # (flavour key, plugin line) -> {module path: reason the fallback stands in}
+    fallback: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
+
+    def jobs(self, config: Config, image: Image) -> list[Job]:
+        jobs = []
+        for flavour in config.flavours:
+            out = frozenset(self.excluded.get(flavour.key, {}))
+            if len(out) >= len(image.files):
+                continue
+            for plugin in flavour.plugins:
+                standin = self.fallback.get((flavour.key, plugin.line), {})
+                jobs.append(Job(flavour, plugin, out | frozenset(standin)))
+                if standin:
+                    spec = fallback_spec(flavour, plugin)
+                    assert spec is not None
+                    jobs.append(
+                        Job(flavour, Plugin(spec, plugin.line), only=frozenset(standin) - out,
+                            replaces=plugin)
+                    )
+        return [j for j in jobs if j.paths(image)]
+
+
+def fallback_spec(flavour: Flavour, plugin: Plugin) -> dict[str, Any] | None:
+    spec = FALLBACKS.get(str(plugin.spec.get("local")))
+    if spec is None:
+        return None
+    protoc = next(
+        (p.spec["protoc_path"] for p in flavour.plugins if "protoc_path" in p.spec),
+        _DEFAULT_PROTOC,
+    )
+    return {**spec, "protoc_path": protoc, "out": plugin.spec["out"]}
+
+
+def run(config: Config, image: Image, jobs: list[Job], workdir: Path) -> dict[str, list[Generated]]:
+    """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
+    for the first job (in declaration order) that fails or writes invalid Python."""
     buf = toolchain.buf_executable()
-    with ThreadPoolExecutor(max_workers=max(1, len(config.flavours))) as pool:
-        futures = {
-            f.key: pool.submit(
-                _run_flavour, config, buf, image, f, workdir / f.key, excluded.get(f.key, frozenset())
-            )
-            for f in config.flavours
-        }
-        return {key: future.result() for key, future in futures.items()}
+    workers = min(len(jobs), max(2, (os.cpu_count() or 1) * 2)) or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(
+            pool.map(lambda ij: _run_job(config, buf, image, ij[1], workdir / str(ij[0])),
+                     enumerate(jobs))
+        )
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, str):
+            raise PluginFailed(config, job, result)
+    per_flavour: dict[str, dict[str, Generated]] = {f.key: {} for f in config.flavours}
+    for job, result in zip(jobs, results, strict=True):
+        assert not isinstance(result, str)
+        bad = invalid_python(result)
+        if bad:
+            sources = sorted({s.path for g, _ in bad for s in image.sources_of(g.path)})
+            raise PluginFailed(config, job, "\n".join(msg for _, msg in bad), sources)
+        files = per_flavour[job.flavour.key]
+        for gen in result:
+            if gen.path in files:
+                other = files[gen.path].plugin
+                raise PipelineError(
+                    f"{config.buf_gen_yaml.name}:{job.plugin.line}: plugin {job.plugin.label} "
+                    f"and plugin {other.label} (line {other.line}) both write {gen.path} in "
+                    f"flavour {job.flavour.key!r}; give one of them other options"
+                )
+            files[gen.path] = gen
+    return {key: [files[p] for p in sorted(files)] for key, files in per_flavour.items()}
 
 
-def _template(flavour: Flavour) -> dict[str, Any]:
-    plugins = []
-    for index, plugin in enumerate(flavour.plugins):
-        spec = dict(plugin.spec)
-        spec["out"] = str(index)
-        plugins.append(spec)
-    return {"version": "v2", "plugins": plugins}
+# Bisection needs about 2·k·log2(n) runs for k failing files among n; past this many runs the
+# failure is not about a few files (or the plugin is broken) and isolating it would take longer
+# than it helps.
+_ISOLATION_BUDGET = 40
 
 
-def _run_flavour(
-    config: Config,
-    buf: str,
-    image: Image,
-    flavour: Flavour,
-    workdir: Path,
-    excluded: frozenset[str],
-) -> list[Generated]:
-    if len(excluded) >= len(image.files):
-        return []
+def isolate(config: Config, image: Image, job: Job, workdir: Path) -> dict[str, str]:
+    """The files a failing job fails on, each with the plugin's own message, by bisection.
+    Empty when the failure cannot be tied to a few files within the budget."""
+    buf = toolchain.buf_executable()
+    counter = iter(range(_ISOLATION_BUDGET))
+
+    def failures(paths: list[str]) -> dict[str, str]:
+        trial = Job(job.flavour, job.plugin, only=frozenset(paths), replaces=job.replaces)
+        result = _run_job(config, buf, image, trial, workdir / f"isolate-{next(counter)}")
+        if not isinstance(result, str):
+            bad = invalid_python(result)
+            if not bad:
+                return {}
+            if len(paths) == 1:
+                return {paths[0]: bad[0][1]}
+        elif len(paths) == 1:
+            return {paths[0]: _essence(result)}
+        half = len(paths) // 2
+        return {**failures(paths[:half]), **failures(paths[half:])}
+
+    try:
+        return failures(job.paths(image))
+    except StopIteration:
+        return {}
+
+
+def invalid_python(files: Iterable[Generated]) -> list[tuple[Generated, str]]:
+    """Generated modules and stubs that do not even parse."""
+    bad = []
+    for gen in files:
+        if gen.path.endswith((".py", ".pyi")):
+            try:
+                ast.parse(gen.content, filename=gen.path)
+            except SyntaxError as exc:
+                bad.append((gen, f"{gen.path}:{exc.lineno}: invalid Python: {exc.msg}"))
+    return bad
+
+
+def _template(plugin: Plugin) -> dict[str, Any]:
+    return {"version": "v2", "plugins": [{**plugin.spec, "out": "out"}]}
+
+
+def _run_job(
+    config: Config, buf: str, image: Image, job: Job, workdir: Path
+) -> list[Generated] | str:
+    """The job's files, or the plugin's error message."""
     workdir.mkdir(parents=True)
     template = workdir / "buf.gen.yaml"
-    template.write_text(yaml.safe_dump(_template(flavour), sort_keys=False), encoding="utf-8")
-    out = workdir / "out"
-    args = [buf, "generate", str(image.path), "--template", str(template), "--output", str(out)]
-    for path in sorted(excluded):
-        args += ["--exclude-path", path]
+    template.write_text(yaml.safe_dump(_template(job.plugin), sort_keys=False), encoding="utf-8")
+    args = [buf, "generate", str(image.path), "--template", str(template), "--output", str(workdir)]
+    if job.only is not None:
+        for path in sorted(job.only):
+            args += ["--path", path]
+    else:
+        for path in sorted(job.exclude):
+            args += ["--exclude-path", path]
     proc = subprocess.run(
         args, capture_output=True, text=True, env=toolchain.tool_env(), check=False, cwd=workdir
     )
     if proc.returncode != 0:
-        raise PipelineError(_plugin_error(config, flavour, proc.stderr))
-    files: dict[str, Generated] = {}
-    for index, plugin in enumerate(flavour.plugins):
-        root = out / str(index)
-        if not root.is_dir():
-            continue
-        for path in root.rglob("*"):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            if rel in files:
-                raise PipelineError(
-                    f"{config.buf_gen_yaml.name}:{plugin.line}: plugin {plugin.label} and "
-                    f"plugin {files[rel].plugin.label} (line {files[rel].plugin.line}) both "
-                    f"write {rel} in flavour {flavour.key!r}; give one of them other options"
-                )
-            files[rel] = Generated(rel, path.read_bytes(), plugin)
-    return [files[k] for k in sorted(files)]
+        return _essence(proc.stderr)
+    root = workdir / "out"
+    if not root.is_dir():
+        return []
+    return [
+        Generated(path.relative_to(root).as_posix(), path.read_bytes(), job.plugin)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    ]
 
 
-def _plugin_error(config: Config, flavour: Flavour, stderr: str) -> str:
-    """buf's message, with the buf.gen.yaml line of the plugin that failed, where known."""
-    text = stderr.strip()
-    culprit = None
-    for plugin in flavour.plugins:
-        name = str(plugin.spec.get("local") or plugin.spec.get("protoc_builtin") or "")
-        short = name.removeprefix("protoc-gen-")
-        if name and (f"plugin {short}" in text or f"plugin {name}" in text or name in text):
-            culprit = plugin
-    where = (
-        f"{config.buf_gen_yaml.name}:{culprit.line}: plugin {culprit.label}"
-        if culprit
-        else f"{config.buf_gen_yaml.name}: a plugin"
-    )
-    return (
-        f"{where} failed while generating flavour {flavour.key!r}:\n"
-        + "\n".join("  " + line for line in text.splitlines())
-    )
+def _essence(stderr: str) -> str:
+    """A plugin's message without its traceback or progress chatter: the last lines that say
+    what went wrong, and buf's own summary."""
+    # "Writing x.pyi" is mypy-protobuf's and betterproto2's progress output, never the error.
+    lines = [
+        line.rstrip()
+        for line in stderr.strip().splitlines()
+        if line.strip() and not line.startswith("Writing ")
+    ]
+    if any(line.startswith("Traceback") for line in lines):
+        tail = [ln for ln in lines if not ln.startswith((" ", "\t", "Traceback"))]
+        return "\n".join(tail[-3:])
+    return "\n".join(lines[-5:])

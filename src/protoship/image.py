@@ -15,13 +15,15 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from google.protobuf import descriptor_pb2
 
 from protoship import toolchain
 from protoship.config import Config
 from protoship.errors import PipelineError
+
+PB2_MODULE = re.compile(r"^(?P<stem>.*)_pb2(?P<grpc>_grpc)?\.pyi?$")
 
 # buf.alpha.image.v1.ImageFile.buf_extension = 8042; ImageFileExtension.is_import = 1.
 _BUF_EXTENSION_FIELD = 8042
@@ -38,6 +40,8 @@ class ProtoFile:
     has_services: bool
     # Top-level message names, in declaration order.
     messages: tuple[str, ...]
+    # Language features some generators cannot handle (see inspect.LIMITATIONS).
+    features: frozenset[str]
     # Distribution that provides this file's runtime modules; None for the module's own files.
     provider: str | None
 
@@ -60,6 +64,33 @@ class Image:
             if f.path == path:
                 return f
         raise KeyError(path)
+
+    def sources_of(self, generated: str) -> list[ProtoFile]:
+        """The proto files a generated file came from, by protoc's naming (`x_pb2*.py*` from
+        `x.proto`) or else by package directory (betterproto's `a/b/__init__.py`)."""
+        everything = self.files + self.imports
+        m = PB2_MODULE.match(generated)
+        if m:
+            return [f for f in everything if f.path[: -len(".proto")].replace("-", "_") == m["stem"]]
+        package = ".".join(PurePosixPath(generated).parent.parts)
+        return [f for f in everything if f.package == package] if package else []
+
+    def importers(self, paths: set[str]) -> dict[str, str]:
+        """Module files that import any of `paths`, directly or not: {importer: what it imports}."""
+        found: dict[str, str] = {}
+        blocked = set(paths)
+        changed = True
+        while changed:
+            changed = False
+            for f in self.files:
+                if f.path in blocked:
+                    continue
+                dep = next((d for d in f.dependencies if d in blocked), None)
+                if dep is not None:
+                    found[f.path] = dep
+                    blocked.add(f.path)
+                    changed = True
+        return found
 
     def packages(self) -> dict[str, list[ProtoFile]]:
         result: dict[str, list[ProtoFile]] = {}
@@ -123,6 +154,7 @@ def compile_image(config: Config, workdir: Path) -> Image:
             dependencies=tuple(fd.dependency),
             has_services=bool(fd.service),
             messages=tuple(m.name for m in fd.message_type),
+            features=_features(fd),
             provider=toolchain.provider_of(fd.name) if is_import else None,
         )
         (imports if is_import else files).append(entry)
@@ -138,6 +170,40 @@ def compile_image(config: Config, workdir: Path) -> Image:
         digest=hashlib.sha256(image_bytes).hexdigest(),
         files=tuple(sorted(files, key=lambda f: f.path)),
         imports=tuple(sorted(imports, key=lambda f: f.path)),
+    )
+
+
+def _features(fd: descriptor_pb2.FileDescriptorProto) -> frozenset[str]:
+    found: set[str] = set()
+    if fd.syntax == "editions":
+        found.add("editions")
+    messages = list(fd.message_type)
+    extensions = list(fd.extension)
+    while messages:
+        message = messages.pop()
+        messages.extend(message.nested_type)
+        extensions.extend(message.extension)
+        if message.extension_range:
+            found.add("extension-ranges")
+        if any(f.type == descriptor_pb2.FieldDescriptorProto.TYPE_GROUP for f in message.field):
+            found.add("groups")
+        if fd.syntax in ("", "proto2") and any(_explicit_scalar(f) for f in message.field):
+            found.add("proto2-presence")
+    for ext in extensions:
+        # Extending google.protobuf.*Options declares custom options: they shape descriptors,
+        # not messages. Extending anything else adds fields to a message.
+        options = ext.extendee.startswith(".google.protobuf.") and ext.extendee.endswith("Options")
+        found.add("custom-options" if options else "extensions")
+    return frozenset(found)
+
+
+def _explicit_scalar(field: descriptor_pb2.FieldDescriptorProto) -> bool:
+    """A proto2 `optional` scalar: presence is part of its value, and it may declare a default."""
+    kinds = descriptor_pb2.FieldDescriptorProto
+    return (
+        field.label == kinds.LABEL_OPTIONAL
+        and field.type not in (kinds.TYPE_MESSAGE, kinds.TYPE_GROUP)
+        and not field.HasField("oneof_index")
     )
 
 

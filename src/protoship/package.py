@@ -22,13 +22,12 @@ from protoship import requirements
 from protoship.config import Config, Flavour, Plugin
 from protoship.errors import PipelineError
 from protoship.generate import Generated
-from protoship.image import Image, ProtoFile
+from protoship.image import PB2_MODULE, Image, ProtoFile
 
 HATCHLING = "hatchling>=1.26"
 # Schema identity, shipped in each wheel's .dist-info/extra_metadata/ and read at run time with
 # importlib.metadata.distribution(name).read_text("extra_metadata/schema.json").
 SCHEMA_FILE = "schema.json"
-_PB2 = re.compile(r"^(?P<stem>.*)_pb2(?P<grpc>_grpc)?\.pyi?$")
 _PYPROJECT_HEADER = (
     "Managed by protoship (`nox -s generate`): the keys it writes (build-system, project name,\n"
     "version, description, dependencies, requires-python, hatch targets) are rewritten on every\n"
@@ -113,8 +112,8 @@ def _layout(
     prefix = "src" if flavour.import_root is None else f"src/{flavour.import_root}"
     out: dict[str, bytes] = {}
     for gen in files:
-        sources = _sources(image, gen.path)
-        m = _PB2.match(gen.path)
+        sources = image.sources_of(gen.path)
+        m = PB2_MODULE.match(gen.path)
         if (
             flavour.layout == "proto-native"
             and m
@@ -155,16 +154,6 @@ def _with_header(content: bytes, header: str) -> bytes:
     if _CODING.match(first):
         return first + sep + header.encode() + rest
     return header.encode() + content
-
-
-def _sources(image: Image, path: str) -> list[ProtoFile]:
-    """The proto files a generated file came from, by protoc's and betterproto's naming."""
-    everything = image.files + image.imports
-    m = _PB2.match(path)
-    if m:
-        return [f for f in everything if f.path[: -len(".proto")].replace("-", "_") == m["stem"]]
-    package = ".".join(PurePosixPath(path).parent.parts)
-    return [f for f in everything if f.package == package] if package else []
 
 
 def _header(config: Config, plugin: Plugin, sources: list[ProtoFile]) -> str:

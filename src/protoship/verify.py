@@ -11,12 +11,13 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from protoship.config import Config, Flavour
 from protoship.errors import PipelineError
 
-_IMPORTER = """
+_IMPORTER = r"""
 import importlib, sys, traceback
 failed = 0
 for name in sys.argv[1:]:
@@ -25,9 +26,19 @@ for name in sys.argv[1:]:
     except BaseException as exc:
         failed += 1
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        print(f"{name}: {type(exc).__name__}: {exc} ({last.filename}:{last.lineno})")
+        message = str(exc).replace("\n", " ")
+        print(f"{name}\t{type(exc).__name__}: {message} ({last.filename}:{last.lineno})")
 sys.exit(1 if failed else 0)
 """
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    flavour: Flavour
+    module: str
+    # The generated file, relative to the flavour's output root (as plugins name it).
+    file: str
+    message: str
 
 
 def modules(files: list[str]) -> list[str]:
@@ -44,35 +55,46 @@ def modules(files: list[str]) -> list[str]:
     return sorted(names)
 
 
-def import_all(config: Config, stage: Path) -> None:
-    """Import each flavour's modules from `stage`; raise listing every module that fails."""
-
-    def run(flavour: Flavour) -> str:
-        src = stage / flavour.distribution / "src"
-        names = modules(
-            [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
-        )
-        if not names:
-            return ""
-        env = dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run(
-            [sys.executable, "-W", "error", "-c", _IMPORTER, *names],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return ""
-        report = proc.stdout.strip() or proc.stderr.strip()
-        return f"flavour {flavour.key!r} ({flavour.distribution}):\n" + "\n".join(
-            "  " + line.replace(str(stage) + os.sep, "") for line in report.splitlines()
-        )
-
+def import_all(config: Config, stage: Path) -> list[ImportFailure]:
+    """Import each flavour's modules from `stage`; returns every module that fails."""
     with ThreadPoolExecutor(max_workers=max(1, len(config.flavours))) as pool:
-        failures = [r for r in pool.map(run, config.flavours) if r]
-    if failures:
-        raise PipelineError(
-            "generated code fails to import; packages/ was left as it was:\n"
-            + "\n".join(failures)
+        results = pool.map(lambda f: _import_flavour(f, stage / f.distribution / "src"),
+                           config.flavours)
+        return [failure for result in results for failure in result]
+
+
+def _import_flavour(flavour: Flavour, src: Path) -> list[ImportFailure]:
+    names = modules(
+        [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
+    )
+    if not names:
+        return []
+    env = dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _IMPORTER, *names],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return []
+    found = []
+    for line in proc.stdout.splitlines():
+        module, _, message = line.partition("\t")
+        found.append(
+            ImportFailure(
+                flavour, module, _file_of(src, module, flavour.import_root),
+                message.replace(str(src) + os.sep, ""),
+            )
         )
+    if not found:
+        raise PipelineError(f"importing flavour {flavour.key!r} crashed Python:\n{proc.stderr}")
+    return found
+
+
+def _file_of(src: Path, module: str, import_root: str | None) -> str:
+    base = src.joinpath(*module.split("."))
+    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+    rel = path.relative_to(src).as_posix()
+    return rel.removeprefix(f"{import_root}/") if import_root else rel
