@@ -15,8 +15,7 @@ from protoship.image import Image, matches
 # What a plugin is known not to handle: {plugin executable: {feature: reason}}. Features are
 # computed from the descriptors in image._features. Known gaps are refused before generation,
 # with the upstream reason, instead of failing or producing code that drops data.
-LIMITATIONS: dict[str, dict[str, str]] = {
-    "protoc-gen-python_betterproto2": {
+_BETTERPROTO2: dict[str, str] = {
         "editions": "betterproto2 does not support Editions (its plugin does not declare "
         "FEATURE_SUPPORTS_EDITIONS)",
         "groups": "betterproto2 cannot represent proto2 groups (NotImplementedError: Unknown "
@@ -25,7 +24,11 @@ LIMITATIONS: dict[str, dict[str, str]] = {
         "(a field set to its default is not serialized) and ignores [default = ...]",
         "extensions": "betterproto2 does not represent proto2 extensions: extension fields "
         "would survive only as unknown bytes, with no API to read or set them",
-    },
+}
+LIMITATIONS: dict[str, dict[str, str]] = {
+    "protoc-gen-python_betterproto2": _BETTERPROTO2,
+    # Same generator, faster driver (byte-identical output): same limits.
+    "protoc-gen-python_betterproto2_fast": _BETTERPROTO2,
 }
 
 

@@ -9,9 +9,17 @@ flatter them). The output is deterministic and passes `buf lint` with the STANDA
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["write_corpus"]
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+
+__all__ = ["compile_request", "write_corpus"]
 
 _ORG = "synth"
 _SCALARS = ("string", "int32", "int64", "uint32", "double", "bool", "bytes", "sint64", "fixed32")
@@ -60,7 +68,7 @@ def _render_message(
         f"  // Kind of {name}.",
         f"  enum {enum_name} {{",
         f"    {enum_prefix}_UNSPECIFIED = 0; // Unset.",
-        f"    // The first real kind.",
+        "    // The first real kind.",
         f"    {enum_prefix}_ALPHA = 1;",
         f"    {enum_prefix}_BETA = 2;",
         "  }",
@@ -194,3 +202,54 @@ def write_corpus(
             path.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
             written.append(path)
     return written
+
+
+def _package_dir(name: str) -> Path:
+    # Located without importing: grpc_tools is heavy to import and ships no type hints.
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{name} is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def compile_request(
+    include_paths: Sequence[Path], files: Sequence[str], parameter: str = ""
+) -> bytes:
+    """Compile ``files`` with grpcio-tools' protoc and return a serialized plugin request.
+
+    The request looks like the one protoc or buf hands a plugin: ``file_to_generate`` is
+    ``files``, ``proto_file`` holds them and everything they import (well-known types
+    included) in dependency order, each with its source info.
+    """
+    well_known = _package_dir("grpc_tools") / "_proto"
+    with tempfile.TemporaryDirectory(prefix="protoship-corpus-") as tmp:
+        descriptor_set = Path(tmp) / "descriptors.binpb"
+        # Over an argument file: thousands of paths can exceed the command-line limit.
+        arguments = Path(tmp) / "protoc.args"
+        arguments.write_text(
+            "\n".join(
+                [
+                    *(f"-I{path}" for path in [*include_paths, well_known]),
+                    "--include_imports",
+                    "--include_source_info",
+                    f"--descriptor_set_out={descriptor_set}",
+                    *files,
+                ]
+            ),
+            encoding="utf-8",
+        )
+        completed = subprocess.run(
+            [sys.executable, "-m", "grpc_tools.protoc", f"@{arguments}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"protoc failed:\n{completed.stderr}")
+        file_set = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    request = plugin_pb2.CodeGeneratorRequest(
+        file_to_generate=list(files), proto_file=file_set.file
+    )
+    if parameter:
+        request.parameter = parameter
+    return request.SerializeToString()

@@ -22,6 +22,8 @@ behave exactly like ``protoc-gen-python_betterproto2``.
 from __future__ import annotations
 
 import contextlib
+import functools
+import gc
 import io
 import multiprocessing
 import os
@@ -34,6 +36,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import betterproto2
+import jinja2
+from betterproto2_compiler.compile import importing
+from betterproto2_compiler.lib.google.protobuf import FileDescriptorProto
+from betterproto2_compiler.lib.google.protobuf.compiler import CodeGeneratorRequest
+from betterproto2_compiler.plugin import compiler, models, parser
+from betterproto2_compiler.plugin.module_validation import ModuleValidator
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 from google.protobuf.message import Message as UpbMessage
@@ -96,8 +105,6 @@ class _Converter:
         self._plans: dict[type[Any], _Plan] = {}
 
     def _plan(self, cls: type[Any]) -> _Plan:
-        import betterproto2
-
         meta = cls._betterproto
         skipped = self._skip.get(cls, frozenset())
         defaults: dict[str, Any] = {}
@@ -128,7 +135,7 @@ class _Converter:
 
     def convert(self, message: UpbMessage, cls: type[Any]) -> Any:
         plan = self._plans.get(cls) or self._plan(cls)
-        obj = cls.__new__(cls)
+        obj = object.__new__(cls)
         values = obj.__dict__
         values.update(plan.defaults)
         for name in plan.lists:
@@ -164,11 +171,12 @@ class _Decoded:
     source_info: dict[int, Any] = field(default_factory=dict)
 
 
-def _decode_request(data: bytes, *, exact: bool) -> _Decoded:
-    from betterproto2_compiler.lib.google.protobuf import FileDescriptorProto
-    from betterproto2_compiler.lib.google.protobuf.compiler import CodeGeneratorRequest
-
+def _decode_request(data: bytes) -> _Decoded:
     upb_request = plugin_pb2.CodeGeneratorRequest.FromString(data)
+    options = upb_request.parameter.split(",") if upb_request.parameter else []
+    # Embedded descriptors are re-serialised from the betterproto2 objects, unknown fields
+    # included, so only betterproto2's own decoder reproduces them byte for byte.
+    exact = "google_protobuf_descriptors" in options
     converter = _Converter(
         {
             FileDescriptorProto: frozenset({"source_code_info"}),
@@ -222,6 +230,8 @@ class _CommentIndex:
             # No source info: let the stock function fail (or not) exactly as it would.
             return self._stock(proto_file=proto_file, path=path)
         key = tuple(path)
+        if len(key) % 2:
+            return self._stock(_OneLocation(list(info.location)), list(path))
         cached = self._formatted.get((file_id, key))
         if cached is not None:
             return cached
@@ -229,8 +239,11 @@ class _CommentIndex:
         if locations is None:
             locations = {}
             for location in info.location:
-                # The stock lookup stops at the first location with this path.
-                locations.setdefault(tuple(location.path), location)
+                location_path = location.path
+                # Elements (the only things commented) have even-length paths; skipping
+                # the rest halves the cost. The stock lookup stops at the first match.
+                if not len(location_path) % 2:
+                    locations.setdefault(tuple(location_path), location)
             self._by_file[file_id] = locations
         location = locations.get(key)
         comment = "" if location is None else self._stock(_OneLocation([location]), list(path))
@@ -245,9 +258,6 @@ class _Renderer:
     """The stock ``outputfile_compiler`` up to (not including) ruff, with one Jinja env."""
 
     def __init__(self) -> None:
-        import jinja2
-        from betterproto2_compiler.plugin import compiler
-
         templates = Path(compiler.__file__).resolve().parent.parent / "templates"
         self._version = metadata.version("betterproto2_compiler")
         self._all: list[str] = []
@@ -274,8 +284,15 @@ class _Renderer:
         return header + "\n" + code
 
 
-# Set before forking so workers inherit the models instead of receiving them pickled.
-_WORK: tuple[_Renderer, Sequence[Any], Path] | None = None
+@dataclass
+class _Work:
+    renderer: _Renderer
+    modules: Sequence[Any]
+    directory: Path
+
+
+# Filled before forking so that workers inherit the models instead of receiving them pickled.
+_WORK: list[_Work] = []
 
 
 def _module_path(directory: Path, index: int) -> Path:
@@ -284,49 +301,11 @@ def _module_path(directory: Path, index: int) -> Path:
 
 
 def _render_one(index: int) -> None:
-    assert _WORK is not None
-    renderer, modules, directory = _WORK
-    code = renderer.render(modules[index])
+    work = _WORK[0]
+    code = work.renderer.render(work.modules[index])
     # newline="" because the stock plugin hands ruff the text untranslated.
-    with _module_path(directory, index).open("w", encoding="utf-8", newline="") as handle:
+    with _module_path(work.directory, index).open("w", encoding="utf-8", newline="") as handle:
         handle.write(code)
-
-
-def _weight(output_file: Any) -> int:
-    return sum(len(message.fields) + 1 for message in output_file.messages.values()) + sum(
-        4 * len(service.methods) for service in output_file.services.values()
-    )
-
-
-def _render_all(modules: Sequence[Any], directory: Path) -> None:
-    global _WORK
-    _WORK = (_Renderer(), modules, directory)
-    try:
-        workers = min(os.cpu_count() or 1, len(modules) // _MIN_MODULES_PER_WORKER)
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-            for index in range(len(modules)):
-                _render_one(index)
-            return
-        # Biggest first so that no worker is left with a large module at the end.
-        order = sorted(range(len(modules)), key=lambda i: -_weight(modules[i]))
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_render_one, order, chunksize=1):
-                pass
-    finally:
-        _WORK = None
-
-
-def _run_ruff(paths: Sequence[Path]) -> None:
-    files = [str(path) for path in paths]
-    # The stock plugin pipes through `ruff check` and `ruff format` with text-mode pipes;
-    # --no-cache keeps ruff from writing a .ruff_cache into the caller's directory.
-    subprocess.run(["ruff", *_RUFF_CHECK_ARGS, "--no-cache", *files], check=True)
-    for path in paths:
-        raw = path.read_bytes()
-        if b"\r" in raw:
-            # Text-mode pipes translate newlines between the two stock ruff runs.
-            path.write_text(raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
-    subprocess.run(["ruff", "format", "--no-cache", "--silent", *files], check=True)
 
 
 def _read_back(path: Path) -> str:
@@ -335,26 +314,110 @@ def _read_back(path: Path) -> str:
         return handle.read()
 
 
-def _warn_collisions(code: str) -> None:
-    from betterproto2_compiler.plugin.module_validation import ModuleValidator
-
+def _collision_warning(code: str) -> str | None:
     validator = ModuleValidator(iter(code.splitlines()))
-    if not validator.validate():
-        message_builder = ["[WARNING]: Generated code has collisions in the module:"]
-        for collision, lines in validator.collisions.items():
-            message_builder.append(f'  "{collision}" on lines:')
-            for num, line in lines:
-                message_builder.append(f"    {num}:{line}")
-        print("\n".join(message_builder), file=sys.stderr)
+    if validator.validate():
+        return None
+    message_builder = ["[WARNING]: Generated code has collisions in the module:"]
+    for collision, lines in validator.collisions.items():
+        message_builder.append(f'  "{collision}" on lines:')
+        for num, line in lines:
+            message_builder.append(f"    {num}:{line}")
+    return "\n".join(message_builder)
 
 
-def _finish_modules(modules: Sequence[Any]) -> list[str]:
-    with tempfile.TemporaryDirectory(prefix="protoship-betterproto2-") as tmp:
-        directory = Path(tmp)
-        _render_all(modules, directory)
-        paths = [_module_path(directory, index) for index in range(len(modules))]
+def _finish_one(index: int) -> tuple[str, str | None]:
+    code = _read_back(_module_path(_WORK[0].directory, index))
+    return code, _collision_warning(code)
+
+
+def _weight(output_file: Any) -> int:
+    return sum(len(message.fields) + 1 for message in output_file.messages.values()) + sum(
+        4 * len(service.methods) for service in output_file.services.values()
+    )
+
+
+def _run_ruff(paths: Sequence[Path]) -> None:
+    files = [str(path) for path in paths]
+    # Same arguments as the stock plugin's stdin runs, from the same working directory, so
+    # the same ruff configuration applies. --no-cache keeps ruff from writing a
+    # .ruff_cache into the caller's directory.
+    # ruff must not write to our stdout, which carries the response.
+    subprocess.run(
+        ["ruff", *_RUFF_CHECK_ARGS, "--no-cache", *files], stdout=subprocess.DEVNULL, check=True
+    )
+    for path in paths:
+        raw = path.read_bytes()
+        if b"\r" in raw:
+            # The stock plugin reads `ruff check` output through a text-mode pipe, which
+            # translates newlines before `ruff format` sees the code.
+            path.write_text(_read_back(path), encoding="utf-8", newline="")
+    subprocess.run(
+        ["ruff", "format", "--no-cache", "--silent", *files], stdout=subprocess.DEVNULL, check=True
+    )
+
+
+@contextlib.contextmanager
+def _memoized_naming(request: Any) -> Iterator[None]:
+    """Cache the pure name-mangling helpers the templates call for every field.
+
+    Type references are resolved against the request's packages, which are complete
+    before rendering starts and never change during it.
+    """
+    resolved: dict[str, tuple[str, str]] = {}
+    parse_source_type_name = importing.parse_source_type_name
+
+    def cached_parse(field_type_name: str, plugin_request: Any) -> tuple[str, str]:
+        if plugin_request is not request:
+            return parse_source_type_name(field_type_name, plugin_request)
+        answer = resolved.get(field_type_name)
+        if answer is None:
+            answer = resolved[field_type_name] = parse_source_type_name(
+                field_type_name, plugin_request
+            )
+        return answer
+
+    with contextlib.ExitStack() as stack:
+        for module, name in (
+            (models, "pythonize_class_name"),
+            (models, "pythonize_field_name"),
+            (models, "pythonize_method_name"),
+            (importing, "pythonize_class_name"),
+            (importing, "safe_snake_case"),
+        ):
+            stack.enter_context(_patched(module, name, functools.cache(getattr(module, name))))
+        stack.enter_context(_patched(models, "parse_source_type_name", cached_parse))
+        stack.enter_context(_patched(importing, "parse_source_type_name", cached_parse))
+        yield
+
+
+def _finish_modules(modules: Sequence[Any], request: Any) -> list[tuple[str, str | None]]:
+    """Render, format and validate every module; returns (code, collision warning)."""
+    workers = min(os.cpu_count() or 1, len(modules) // _MIN_MODULES_PER_WORKER)
+    if "fork" not in multiprocessing.get_all_start_methods():
+        workers = 1
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="protoship-bp2-")))
+        stack.enter_context(_memoized_naming(request))
+        _WORK.append(_Work(_Renderer(), modules, directory))
+        stack.callback(_WORK.clear)
+        indices = range(len(modules))
+        paths = [_module_path(directory, index) for index in indices]
+        if workers < 2:
+            for index in indices:
+                _render_one(index)
+            _run_ruff(paths)
+            return [_finish_one(index) for index in indices]
+        # Workers are forked with the models in place; gc.freeze keeps their collector from
+        # touching (and so copying) the parent's heap page by page.
+        gc.freeze()
+        pool = stack.enter_context(multiprocessing.get_context("fork").Pool(workers))
+        # Biggest first so that no worker is left with a large module at the end.
+        order = sorted(indices, key=lambda i: -_weight(modules[i]))
+        for _ in pool.imap_unordered(_render_one, order, chunksize=1):
+            pass
         _run_ruff(paths)
-        return [_read_back(path) for path in paths]
+        return pool.map(_finish_one, indices, chunksize=max(1, len(modules) // (4 * workers)))
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -370,18 +433,8 @@ def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
         setattr(target, name, original)
 
 
-def _wants_exact_descriptors(data: bytes) -> bool:
-    request = plugin_pb2.CodeGeneratorRequest.FromString(data)
-    options = request.parameter.split(",") if request.parameter else []
-    return "google_protobuf_descriptors" in options
-
-
 def _generate(data: bytes) -> Any:
-    from betterproto2_compiler.plugin import models, parser
-
-    # Embedded descriptors are re-serialised from the betterproto2 objects, unknown fields
-    # included, so only betterproto2's own decoder reproduces them byte for byte.
-    decoded = _decode_request(data, exact=_wants_exact_descriptors(data))
+    decoded = _decode_request(data)
     comments = _CommentIndex(decoded.source_info, models.get_comment)
     pending: list[Any] = []
 
@@ -394,18 +447,19 @@ def _generate(data: bytes) -> Any:
         try:
             with _patched(parser, "outputfile_compiler", defer), contextlib.redirect_stderr(stderr):
                 response = parser.generate_code(decoded.request)
-            codes = _finish_modules(pending)
+            finished = _finish_modules(pending, decoded.request)
         except Exception:
             # Replay through the stock code path (fresh models, stock rendering and ruff
             # calls) so that failures surface exactly as the stock plugin reports them.
             return parser.generate_code(decoded.request)
-    for code in codes:
-        _warn_collisions(code)
+    for _, warning in finished:
+        if warning is not None:
+            print(warning, file=sys.stderr)
     sys.stderr.write(stderr.getvalue())
     for response_file in response.file:
         content = response_file.content
         if content is not None and content.startswith(_PLACEHOLDER_PREFIX):
-            response_file.content = codes[int(content[len(_PLACEHOLDER_PREFIX) :])]
+            response_file.content = finished[int(content[len(_PLACEHOLDER_PREFIX) :])][0]
     return response
 
 
@@ -416,6 +470,9 @@ def main() -> None:
     except CompilerVersionError as error:
         print(f"protoc-gen-python_betterproto2_fast: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    # A one-shot process whose heap is mostly long-lived descriptors and models: cyclic
+    # garbage is rare, and collections over that heap cost seconds on large requests.
+    gc.disable()
     data = sys.stdin.buffer.read()
     dump_file = os.getenv("BETTERPROTO_DUMP")
     if dump_file:
@@ -424,6 +481,10 @@ def main() -> None:
         Path(dump_file).write_bytes(data)
     response = _generate(data)
     sys.stdout.buffer.write(response.SerializeToString())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Tearing down a heap of this size object by object takes seconds and achieves nothing.
+    os._exit(0)
 
 
 if __name__ == "__main__":
