@@ -10,6 +10,7 @@ from pathlib import Path
 
 from protoship import config, dist, pipeline
 from protoship.errors import PipelineError
+from protoship.release import cli as release_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="build wheels and sdists of every package")
     build.add_argument("--out", type=Path, default=Path("dist"), help="output directory")
     build.add_argument("--wheel-only", action="store_true", help="skip sdists")
+    release_cli.add_commands(sub)
     return parser
 
 
@@ -37,12 +39,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "build":
         return _build(args.root, args.out, sdist=not args.wheel_only)
+    if args.command in release_cli.COMMANDS:
+        try:
+            return release_cli.run(args)
+        except PipelineError as exc:
+            print(f"protoship: error: {exc}", file=sys.stderr)
+            return 1
     verbose = args.verbose or sys.stderr.isatty()
     started = time.monotonic()
 
     def progress(message: str) -> None:
         if verbose:
-            print(f"protoship: {message}...", file=sys.stderr, flush=True)
+            elapsed = time.monotonic() - started
+            print(f"protoship: [{elapsed:5.1f}s] {message}...", file=sys.stderr, flush=True)
 
     try:
         result = pipeline.generate(
@@ -72,8 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"protoship: nothing changed ({took:.2f}s)")
     else:
         print(
-            f"protoship: generated {', '.join(result.packages)} "
-            f"({result.files} files, {took:.1f}s)"
+            f"protoship: generated {', '.join(result.packages)} ({result.files} files, {took:.1f}s)"
         )
     return 0
 

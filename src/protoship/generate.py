@@ -178,10 +178,12 @@ def isolate(config: Config, image: Image, job: Job, workdir: Path) -> dict[str, 
 
 
 def invalid_python(files: Iterable[Generated]) -> list[tuple[Generated, str]]:
-    """Generated modules and stubs that do not even parse."""
+    """Generated stubs that do not even parse. (Modules are imported later, which finds the
+    same errors and more; stubs are only read by type checkers, so they are parsed here, where
+    a fallback generator can still stand in for the plugin that wrote them.)"""
     bad = []
     for gen in files:
-        if gen.path.endswith((".py", ".pyi")):
+        if gen.path.endswith(".pyi"):
             try:
                 ast.parse(gen.content, filename=gen.path)
             except SyntaxError as exc:
@@ -190,7 +192,11 @@ def invalid_python(files: Iterable[Generated]) -> list[tuple[Generated, str]]:
 
 
 def _template(plugin: Plugin) -> dict[str, Any]:
-    return {"version": "v2", "plugins": [{**plugin.spec, "out": "out"}]}
+    # buf's default strategy runs a plugin once per directory: with Python plugins that is one
+    # interpreter start-up per proto package. Python generators write each file independently
+    # of the others, so one run over the whole tree gives the same files, many times faster.
+    # An explicit `strategy:` in buf.gen.yaml still wins.
+    return {"version": "v2", "plugins": [{"strategy": "all", **plugin.spec, "out": "out"}]}
 
 
 def _run_job(

@@ -10,6 +10,7 @@ so `buf generate`, `buf lint` and `buf breaking` treat the result exactly like a
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import re
 import subprocess
@@ -68,12 +69,21 @@ class Image:
     def sources_of(self, generated: str) -> list[ProtoFile]:
         """The proto files a generated file came from, by protoc's naming (`x_pb2*.py*` from
         `x.proto`) or else by package directory (betterproto's `a/b/__init__.py`)."""
-        everything = self.files + self.imports
+        by_stem, by_package = self._index
         m = PB2_MODULE.match(generated)
         if m:
-            return [f for f in everything if f.path[: -len(".proto")].replace("-", "_") == m["stem"]]
+            return by_stem.get(m["stem"], [])
         package = ".".join(PurePosixPath(generated).parent.parts)
-        return [f for f in everything if f.package == package] if package else []
+        return by_package.get(package, []) if package else []
+
+    @functools.cached_property
+    def _index(self) -> tuple[dict[str, list[ProtoFile]], dict[str, list[ProtoFile]]]:
+        by_stem: dict[str, list[ProtoFile]] = {}
+        by_package: dict[str, list[ProtoFile]] = {}
+        for f in self.files + self.imports:
+            by_stem.setdefault(f.path[: -len(".proto")].replace("-", "_"), []).append(f)
+            by_package.setdefault(f.package, []).append(f)
+        return by_stem, by_package
 
     def importers(self, paths: set[str]) -> dict[str, str]:
         """Module files that import any of `paths`, directly or not: {importer: what it imports}."""

@@ -8,6 +8,7 @@ keys and comments a user adds by hand survive regeneration.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
 import json
 import re
@@ -172,13 +173,16 @@ def _header(config: Config, plugin: Plugin, sources: list[ProtoFile]) -> str:
 
 
 def _plugin_name(plugin: Plugin) -> str:
-    local = plugin.spec.get("local")
-    if isinstance(local, str):
+    return _describe_plugin(str(plugin.spec.get("local", "")), str(plugin.spec.get("protoc_builtin")))
+
+
+@functools.cache
+def _describe_plugin(local: str, builtin: str) -> str:
+    if local:
         for ep in metadata.entry_points(group="console_scripts", name=local):
             if ep.dist is not None:
                 return f"{local} ({ep.dist.metadata['Name']} {ep.dist.version})"
         return local
-    builtin = plugin.spec.get("protoc_builtin")
     return f"protoc builtin {builtin} (grpcio-tools {metadata.version('grpcio-tools')})"
 
 
@@ -359,10 +363,8 @@ def _meta_readme(config: Config) -> str:
         "| extra | installs | what you get |",
         "| --- | --- | --- |",
     ]
-    lines += [
-        f"| `{f.extra}` | `{f.distribution}=={config.version}` | {f.summary} |"
-        for f in config.flavours
-    ]
+    lines += [f"| `{f.extra}` | `{f.distribution}` | {f.summary} |" for f in config.flavours]
+    lines += ["", "Each extra pins its flavour package to this package's exact version."]
     lines += [
         "",
         "```",
