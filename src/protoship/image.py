@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import keyword
 import hashlib
 import re
 import subprocess
@@ -187,6 +188,8 @@ def _features(fd: descriptor_pb2.FileDescriptorProto) -> frozenset[str]:
     found: set[str] = set()
     if fd.syntax == "editions":
         found.add("editions")
+    if any(keyword.iskeyword(name) for name in _declared_names(fd)):
+        found.add("python-keywords")
     messages = list(fd.message_type)
     extensions = list(fd.extension)
     while messages:
@@ -205,6 +208,26 @@ def _features(fd: descriptor_pb2.FileDescriptorProto) -> frozenset[str]:
         options = ext.extendee.startswith(".google.protobuf.") and ext.extendee.endswith("Options")
         found.add("custom-options" if options else "extensions")
     return frozenset(found)
+
+
+def _declared_names(fd: descriptor_pb2.FileDescriptorProto) -> list[str]:
+    """Every name the file declares that a generator may turn into a Python identifier."""
+    names = fd.package.split(".")
+    messages = list(fd.message_type)
+    enums = list(fd.enum_type)
+    while messages:
+        message = messages.pop()
+        names.append(message.name)
+        names += [f.name for f in message.field] + [o.name for o in message.oneof_decl]
+        messages += message.nested_type
+        enums += message.enum_type
+    for enum in enums:
+        names.append(enum.name)
+        names += [v.name for v in enum.value]
+    for service in fd.service:
+        names.append(service.name)
+        names += [m.name for m in service.method]
+    return names
 
 
 def _explicit_scalar(field: descriptor_pb2.FieldDescriptorProto) -> bool:

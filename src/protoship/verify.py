@@ -55,20 +55,29 @@ def modules(files: list[str]) -> list[str]:
     return sorted(names)
 
 
+# Below this many modules a second interpreter costs more than it saves.
+_CHUNK = 400
+
+
 def import_all(config: Config, stage: Path) -> list[ImportFailure]:
-    """Import each flavour's modules from `stage`; returns every module that fails."""
-    with ThreadPoolExecutor(max_workers=max(1, len(config.flavours))) as pool:
-        results = pool.map(lambda f: _import_flavour(f, stage / f.distribution / "src"),
-                           config.flavours)
+    """Import each flavour's modules from `stage`; returns every module that fails.
+
+    Large flavours are split across interpreters so that every core imports."""
+    cores = os.cpu_count() or 1
+    tasks = []
+    for flavour in config.flavours:
+        src = stage / flavour.distribution / "src"
+        names = modules(
+            [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
+        )
+        parts = max(1, min(cores, len(names) // _CHUNK))
+        tasks += [(flavour, src, names[i::parts]) for i in range(parts) if names[i::parts]]
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        results = pool.map(lambda task: _import(*task), tasks)
         return [failure for result in results for failure in result]
 
 
-def _import_flavour(flavour: Flavour, src: Path) -> list[ImportFailure]:
-    names = modules(
-        [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
-    )
-    if not names:
-        return []
+def _import(flavour: Flavour, src: Path, names: list[str]) -> list[ImportFailure]:
     env = dict(os.environ, PYTHONPATH=str(src), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", _IMPORTER, *names],
