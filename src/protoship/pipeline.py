@@ -129,8 +129,9 @@ def _attribute(
         if failure.sources
         else gen.isolate(config, image, job, workdir)
     )
-    if not culprits or len(culprits) == len(job.paths(image)):
-        # Failing on nothing in particular, or on everything, is the plugin's problem, not
+    everything = not failure.sources and job.only is None and len(culprits) == len(job.paths(image))
+    if not culprits or everything:
+        # A crash on nothing in particular, or on every file, is the plugin's problem, not
         # the files': leaving files out would only hide it.
         raise failure
     label = job.plugin.label
