@@ -93,7 +93,10 @@ def generate(
         warnings = _warnings(config, plan)
         fallback: dict[str, dict[str, str]] = {}
         for (key, _), reasons in plan.fallback.items():
-            fallback.setdefault(key, {}).update(reasons)
+            gone = plan.excluded.get(key, {})
+            kept = {path: why for path, why in reasons.items() if path not in gone}
+            if kept:
+                fallback.setdefault(key, {}).update(kept)
         drift = None
         if check:
             drift = output.compare(
