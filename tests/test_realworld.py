@@ -7,6 +7,7 @@ listed in its expect.toml (which flavour leaves out which file, and why).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 import tomlkit
 from conftest import REPO, copy_project, install_and_run_consumer
 
-from protoship import pipeline
+from protoship import config, pipeline
 
 CASES = Path(__file__).parent / "realworld"
 pytestmark = pytest.mark.slow
@@ -50,6 +51,15 @@ def test_case(case: str, tmp_path: Path) -> None:
     assert len(result.warnings) == sum(len(v) for v in result.excluded.values()) + sum(
         len(v) for v in result.fallback.values()
     )
+    cfg = config.load(root)
+    for flavour in cfg.flavours:
+        left_out = result.excluded.get(flavour.key, {})
+        package = cfg.output / flavour.distribution
+        schema = json.loads((package / "schema.json").read_text())
+        assert schema["excluded"] == left_out, "exclusions ship in the package metadata"
+        readme = (package / "README.md").read_text()
+        for path, why in left_out.items():
+            assert f"- `{path}`: {why}" in readme
     output = install_and_run_consumer(root, tmp_path, result.excluded)
     words = output.split()
     assert int(words[1]) + int(words[6]) > 0, output
