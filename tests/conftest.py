@@ -34,7 +34,9 @@ def copy_project(source: Path, dest: Path) -> Path:
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -119,7 +121,9 @@ def install_and_run_consumer(root: Path, tmp: Path, excluded: dict[str, dict[str
     return proc.stdout
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     import report
 
     for line in report.summary(config):

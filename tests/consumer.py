@@ -59,7 +59,7 @@ def fill(msg: message.Message, zero: bool, depth: int = 0) -> None:
             wkt = field.message_type.full_name.startswith("google.protobuf.")
             fill(getattr(msg, field.name), zero or wkt, depth + 1)
             continue
-        if field.type == FD.TYPE_ENUM:
+        if field.enum_type is not None:
             value: Any = field.enum_type.values[0 if zero else -1].number
         else:
             value = ZERO.get(field.type, 0) if zero else SOME.get(field.type, 7)
@@ -83,7 +83,9 @@ def messages(fd: descriptor_pb2.FileDescriptorProto) -> list[str]:
 
 
 def grpcio_class(name: str, fd: descriptor_pb2.FileDescriptorProto) -> Any:
-    module = importlib.import_module(fd.name[: -len(".proto")].replace("/", ".").replace("-", "_") + "_pb2")
+    module = importlib.import_module(
+        fd.name[: -len(".proto")].replace("/", ".").replace("-", "_") + "_pb2"
+    )
     obj: Any = module
     relative = name[len(fd.package) + 1 :] if fd.package else name
     for part in relative.split("."):
@@ -119,7 +121,11 @@ def main() -> int:
                     print(f"MISMATCH {name} (zero={zero}):\n{original}\n!=\n{back}")
                     return 1
                 for field in cls.DESCRIPTOR.fields:
-                    if field.has_presence and not field.is_repeated and original.HasField(field.name):
+                    if (
+                        field.has_presence
+                        and not field.is_repeated
+                        and original.HasField(field.name)
+                    ):
                         if not back.HasField(field.name):
                             print(f"PRESENCE LOST {name}.{field.name} (zero={zero})")
                             return 1

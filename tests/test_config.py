@@ -60,9 +60,7 @@ def test_bad_version_names_pyproject(project: Path) -> None:
 
 
 def test_more_than_one_module_is_refused(project: Path) -> None:
-    (project / "buf.yaml").write_text(
-        "version: v2\nmodules:\n  - path: proto\n  - path: other\n"
-    )
+    (project / "buf.yaml").write_text("version: v2\nmodules:\n  - path: proto\n  - path: other\n")
     with pytest.raises(PipelineError, match=r"^buf.yaml:3: expected exactly one module"):
         config.load(project)
 

@@ -4,8 +4,8 @@ with -W error and every message round-tripped through both flavours."""
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import shutil
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def test_googleapis_common_protos_corpus(tmp_path: Path) -> None:
     count = _googleapis_protos(root / "proto")
     assert count > 30
     pyproject = tomlkit.parse((root / "pyproject.toml").read_text())
-    pyproject["tool"]["protoship"]["name"] = "gapi-corpus"  # type: ignore[index]
+    pyproject["tool"]["protoship"]["name"] = "gapi-corpus"
     (root / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
 
     result = pipeline.generate(root)
@@ -44,6 +44,8 @@ def test_googleapis_common_protos_corpus(tmp_path: Path) -> None:
     output = install_and_run_consumer(root, tmp_path, result.excluded)
     words = output.split()
     crossed, single = int(words[1]), int(words[6])
-    print(f"googleapis-common-protos: {count} files, {crossed} messages across flavours, "
-          f"{single} grpcio only, left out: {result.excluded}")
+    print(
+        f"googleapis-common-protos: {count} files, {crossed} messages across flavours, "
+        f"{single} grpcio only, left out: {result.excluded}"
+    )
     assert crossed > 100, output

@@ -13,7 +13,10 @@ from conftest import REPO, copy_project
 from protoship import config, output, pipeline
 
 GOLDEN = Path(__file__).parent / "golden"
-CASES = {"example": REPO, **{p.name: p for p in sorted((Path(__file__).parent / "cases").iterdir())}}
+CASES = {
+    "example": REPO,
+    **{p.name: p for p in sorted((Path(__file__).parent / "cases").iterdir())},
+}
 
 
 def _skeleton(root: Path) -> dict[str, str]:
@@ -43,5 +46,5 @@ def test_package_skeleton(case: str, tmp_path: Path, request: pytest.FixtureRequ
         pytest.skip("golden files updated")
     expected = {p.name: p.read_text() for p in sorted(expected_dir.iterdir())}
     assert sorted(actual) == sorted(expected)
-    for name in expected:
-        assert actual[name] == expected[name], f"{case}/{name} differs; --update-golden?"
+    for name, text in expected.items():
+        assert actual[name] == text, f"{case}/{name} differs; --update-golden?"

@@ -17,14 +17,14 @@ def test_hand_edits_and_comments_survive_regeneration(project: Path) -> None:
     pyproject = cfg.output / cfg.flavours[0].distribution / "pyproject.toml"
     text = pyproject.read_text()
     text = text.replace(
-        "[project]\n", "[project]\n# Owned by the platform team.\nkeywords = [\"schemas\"]\n"
+        "[project]\n", '[project]\n# Owned by the platform team.\nkeywords = ["schemas"]\n'
     )
     text += '\n[project.urls]\nHomepage = "https://example.invalid/schemas"\n'
     text = text.replace('version = "0.1.0"', 'version = "9.9.9"')
     pyproject.write_text(text)
     pipeline.generate(project)
     merged = pyproject.read_text()
-    assert "# Owned by the platform team.\nkeywords = [\"schemas\"]" in merged
+    assert '# Owned by the platform team.\nkeywords = ["schemas"]' in merged
     assert tomlkit.parse(merged)["project"]["urls"]["Homepage"] == "https://example.invalid/schemas"
     assert tomlkit.parse(merged)["project"]["version"] == cfg.version, "managed keys are rewritten"
     pipeline.generate(project, force=True)
@@ -58,7 +58,10 @@ def test_image_marks_outside_files_as_imports(project: Path) -> None:
         # buf lint only lints non-import files: the well-known types would fail STANDARD lint.
         proc = subprocess.run(
             [toolchain.buf_executable(), "lint", str(img.path)],
-            capture_output=True, text=True, cwd=project, check=False,
+            capture_output=True,
+            text=True,
+            cwd=project,
+            check=False,
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert {f.path for f in img.files} == set(image.discover(cfg))

@@ -17,6 +17,7 @@ import tomlkit
 from conftest import REPO, copy_project, install_and_run_consumer
 
 from protoship import config, pipeline
+from protoship.errors import PipelineError
 
 CASES = Path(__file__).parent / "realworld"
 pytestmark = pytest.mark.slow
@@ -27,7 +28,7 @@ def _project(case: Path, dest: Path) -> Path:
     shutil.rmtree(root / "proto")
     shutil.copytree(case / "proto", root / "proto")
     pyproject = tomlkit.parse((root / "pyproject.toml").read_text())
-    pyproject["tool"]["protoship"]["name"] = f"rw-{case.name.replace('_', '-')}"  # type: ignore[index]
+    pyproject["tool"]["protoship"]["name"] = f"rw-{case.name.replace('_', '-')}"
     (root / "pyproject.toml").write_text(tomlkit.dumps(pyproject))
     return root
 
@@ -67,6 +68,8 @@ def test_case(case: str, tmp_path: Path) -> None:
 
 def test_strict_turns_refusals_into_an_error(tmp_path: Path) -> None:
     root = _project(CASES / "editions", tmp_path / "project")
-    with pytest.raises(pipeline.PipelineError, match=r"(?s)--strict: .*ed/v1/modern.proto.*Editions"):
+    with pytest.raises(
+        PipelineError, match=r"(?s)--strict: .*ed/v1/modern.proto.*Editions"
+    ):
         pipeline.generate(root, strict=True)
     assert not (root / "packages").exists()

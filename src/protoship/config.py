@@ -15,9 +15,9 @@ from typing import Any, Literal
 
 import tomlkit
 import yaml
-from tomlkit.exceptions import ParseError
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
+from tomlkit.exceptions import ParseError
 
 from protoship.errors import PipelineError
 
@@ -112,7 +112,7 @@ def load(root: Path) -> Config:
         Version(version)
     except InvalidVersion:
         raise PipelineError(
-            f"{where}: version {version!r} is not a PEP 440 version (e.g. \"1.2.0\")"
+            f'{where}: version {version!r} is not a PEP 440 version (e.g. "1.2.0")'
         ) from None
     description = str(table.get("description", f"Generated Python packages for {name}"))
     output = root / str(table.get("output", "packages"))
@@ -181,7 +181,8 @@ def _value(node: yaml.Node) -> Any:
 def _get(node: yaml.MappingNode, key: str) -> yaml.Node | None:
     for k, v in node.value:
         if isinstance(k, yaml.ScalarNode) and k.value == key:
-            return v
+            found: yaml.Node = v
+            return found
     return None
 
 
@@ -229,9 +230,7 @@ def _buf_gen_plugins(path: Path) -> tuple[Plugin, ...]:
         if not isinstance(spec, dict):
             raise PipelineError(f"{path.name}:{line}: a plugin must be a mapping")
         if not any(k in spec for k in ("local", "protoc_builtin", "remote")):
-            raise PipelineError(
-                f"{path.name}:{line}: a plugin needs `local:` or `protoc_builtin:`"
-            )
+            raise PipelineError(f"{path.name}:{line}: a plugin needs `local:` or `protoc_builtin:`")
         if "remote" in spec:
             raise PipelineError(
                 f"{path.name}:{line}: remote plugins need the Buf Schema Registry; use a local "

@@ -95,8 +95,12 @@ class Plan:
                     spec = fallback_spec(flavour, plugin)
                     assert spec is not None
                     jobs.append(
-                        Job(flavour, Plugin(spec, plugin.line), only=frozenset(standin) - out,
-                            replaces=plugin)
+                        Job(
+                            flavour,
+                            Plugin(spec, plugin.line),
+                            only=frozenset(standin) - out,
+                            replaces=plugin,
+                        )
                     )
         return [j for j in jobs if j.paths(image)]
 
@@ -119,8 +123,10 @@ def run(config: Config, image: Image, jobs: list[Job], workdir: Path) -> dict[st
     workers = min(len(jobs), max(2, (os.cpu_count() or 1) * 2)) or 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(
-            pool.map(lambda ij: _run_job(config, buf, image, ij[1], workdir / str(ij[0])),
-                     enumerate(jobs))
+            pool.map(
+                lambda ij: _run_job(config, buf, image, ij[1], workdir / str(ij[0])),
+                enumerate(jobs),
+            )
         )
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, str):

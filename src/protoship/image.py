@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import keyword
 import hashlib
+import keyword
 import re
 import subprocess
 import sys
@@ -154,7 +154,9 @@ def compile_image(config: Config, workdir: Path) -> Image:
         raise PipelineError(_compile_error(config, proc.stderr))
     fds = descriptor_pb2.FileDescriptorSet.FromString(raw.read_bytes())
     own = set(sources)
-    files, imports, chunks = [], [], []
+    files: list[ProtoFile] = []
+    imports: list[ProtoFile] = []
+    chunks: list[bytes] = []
     for fd in fds.file:
         is_import = fd.name not in own
         entry = ProtoFile(
@@ -269,8 +271,9 @@ def _compile_error(config: Config, stderr: str) -> str:
     """protoc's diagnostics with paths as the user sees them, plus what to do."""
     module = config.rel(config.module)
     lines = []
-    for line in stderr.strip().splitlines():
-        m = _LOCATION.match(line)
+    for raw in stderr.strip().splitlines():
+        m = _LOCATION.match(raw)
+        line = raw
         if m and (config.module / m["file"]).is_file():
             line = f"{module}/{m['file']}:{m['rest'].lstrip()}"
         if "File not found" in line or "was not found or had errors" in line:

@@ -16,14 +16,14 @@ from protoship.image import Image, matches
 # computed from the descriptors in image._features. Known gaps are refused before generation,
 # with the upstream reason, instead of failing or producing code that drops data.
 _BETTERPROTO2: dict[str, str] = {
-        "editions": "betterproto2 does not support Editions (its plugin does not declare "
-        "FEATURE_SUPPORTS_EDITIONS)",
-        "groups": "betterproto2 cannot represent proto2 groups (NotImplementedError: Unknown "
-        "type GROUP)",
-        "proto2-presence": "betterproto2 treats proto2 `optional` fields as implicit presence "
-        "(a field set to its default is not serialized) and ignores [default = ...]",
-        "extensions": "betterproto2 does not represent proto2 extensions: extension fields "
-        "would survive only as unknown bytes, with no API to read or set them",
+    "editions": "betterproto2 does not support Editions (its plugin does not declare "
+    "FEATURE_SUPPORTS_EDITIONS)",
+    "groups": "betterproto2 cannot represent proto2 groups (NotImplementedError: Unknown "
+    "type GROUP)",
+    "proto2-presence": "betterproto2 treats proto2 `optional` fields as implicit presence "
+    "(a field set to its default is not serialized) and ignores [default = ...]",
+    "extensions": "betterproto2 does not represent proto2 extensions: extension fields "
+    "would survive only as unknown bytes, with no API to read or set them",
 }
 LIMITATIONS: dict[str, dict[str, str]] = {
     "protoc-gen-python_betterproto2": _BETTERPROTO2,

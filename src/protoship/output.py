@@ -113,13 +113,18 @@ def write_tree(root: Path, tree: Mapping[str, bytes], previous: Path | None) -> 
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         old = previous / rel if previous is not None else None
-        if old is not None and old.is_file() and old.stat().st_size == len(data):
-            if old.read_bytes() == data:
-                try:
-                    os.link(old, path)
-                    continue
-                except OSError:
-                    pass
+        same = (
+            old is not None
+            and old.is_file()
+            and old.stat().st_size == len(data)
+            and old.read_bytes() == data
+        )
+        if same and old is not None:
+            try:
+                os.link(old, path)
+                continue
+            except OSError:
+                pass
         path.write_bytes(data)
 
 

@@ -9,10 +9,10 @@ keys and comments a user adds by hand survive regeneration.
 from __future__ import annotations
 
 import functools
-import importlib.metadata as metadata
 import json
 import re
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -141,7 +141,7 @@ def _layout(
         if f"{prefix}/__init__.py" not in out:
             raise PipelineError(
                 f"flavour {flavour.key!r} has layout import-root but its plugins wrote no "
-                f"__init__.py at the output root; use layout = \"proto-native\""
+                f'__init__.py at the output root; use layout = "proto-native"'
             )
     return out
 
@@ -173,7 +173,9 @@ def _header(config: Config, plugin: Plugin, sources: list[ProtoFile]) -> str:
 
 
 def _plugin_name(plugin: Plugin) -> str:
-    return _describe_plugin(str(plugin.spec.get("local", "")), str(plugin.spec.get("protoc_builtin")))
+    return _describe_plugin(
+        str(plugin.spec.get("local", "")), str(plugin.spec.get("protoc_builtin"))
+    )
 
 
 @functools.cache

@@ -10,11 +10,11 @@ declare for each other, then from the version installed when the code was genera
 from __future__ import annotations
 
 import functools
-import importlib.metadata as metadata
 import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import metadata
 
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
@@ -94,9 +94,9 @@ def derive(modules: Iterable[bytes], own: frozenset[str]) -> Requirements:
     declared = _declared_specifiers(dists)
     specs = []
     for dist in dists:
-        marker = next((m for m in _MARKERS if m.distribution == dist), None)
-        if marker is not None and dist in marks:
-            spec = marker.specifier(marks[dist])
+        stated = next((m for m in _MARKERS if m.distribution == dist), None)
+        if stated is not None and dist in marks:
+            spec = stated.specifier(marks[dist])
         elif dist in declared:
             spec = str(declared[dist])
         else:
@@ -120,7 +120,7 @@ def _top_level_owners() -> dict[str, list[str]]:
 
 def _distribution_of(module: str) -> str | None:
     """The installed distribution that provides `module` (a dotted name), if any."""
-    top = module.split(".")[0]
+    top = module.split(".", maxsplit=1)[0]
     if top in sys.stdlib_module_names or top == "__future__":
         return None
     owners = _top_level_owners().get(top, [])
@@ -157,7 +157,7 @@ def _requires_python(dists: list[str]) -> str:
     """The highest `>=` floor that any required distribution sets for Python."""
     floor = Version("3.10")  # protoship's own floor: protobuf 7 (gencode 35.x) dropped 3.9
     for dist in dists:
-        spec = metadata.metadata(dist).get("Requires-Python")
+        spec = (metadata.metadata(dist).get_all("Requires-Python") or [""])[0]
         for clause in SpecifierSet(spec or ""):
             if clause.operator in (">=", ">"):
                 floor = max(floor, Version(clause.version))

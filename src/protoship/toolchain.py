@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.metadata as metadata
 import os
 import shutil
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from protoship.errors import PipelineError

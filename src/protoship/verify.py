@@ -93,7 +93,9 @@ def _import(flavour: Flavour, src: Path, names: list[str]) -> list[ImportFailure
         module, _, message = line.partition("\t")
         found.append(
             ImportFailure(
-                flavour, module, _file_of(src, module, flavour.import_root),
+                flavour,
+                module,
+                _file_of(src, module, flavour.import_root),
                 message.replace(str(src) + os.sep, ""),
             )
         )
