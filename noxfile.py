@@ -53,7 +53,10 @@ def test(session: nox.Session) -> None:
     extras = ",".join(PYPROJECT["tool"]["protoship"]["flavours"])
     built = sorted(wheels.glob("*.whl"))
     session.install(
-        *(f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w) for w in built)
+        *(
+            f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w)
+            for w in built
+        )
     )
     session.run("pytest", *session.posargs, env={"PROTOSHIP_WHEELS": str(wheels)})
 
@@ -83,9 +86,17 @@ def lowest(session: nox.Session) -> None:
             ]
     python = str(Path(session.bin) / "python")
     session.run(
-        "uv", "pip", "install", "--python", python, "--resolution=lowest-direct", "--upgrade",
-        *(f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w)
-          for w in built),
+        "uv",
+        "pip",
+        "install",
+        "--python",
+        python,
+        "--resolution=lowest-direct",
+        "--upgrade",
+        *(
+            f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w)
+            for w in built
+        ),
         *floors,
     )
     session.run("uv", "pip", "check", "--python", python)
@@ -131,6 +142,14 @@ def publish(session: nox.Session) -> None:
     """Upload dist/ to HATCH_INDEX_REPO with HATCH_INDEX_USER/HATCH_INDEX_AUTH, flavours first."""
     _install(session, "release")
     session.run("python", "-m", "protoship", "publish", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Time generate against protoc and the stock betterproto2 plugin (`-- --help` for sizes)."""
+    # The generate group holds every tool measured, the stock betterproto2 plugin included.
+    _install(session, "generate")
+    session.run("python", "-m", "protoship.bench", *session.posargs)
 
 
 if __name__ == "__main__":

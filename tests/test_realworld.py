@@ -68,8 +68,6 @@ def test_case(case: str, tmp_path: Path) -> None:
 
 def test_strict_turns_refusals_into_an_error(tmp_path: Path) -> None:
     root = _project(CASES / "editions", tmp_path / "project")
-    with pytest.raises(
-        PipelineError, match=r"(?s)--strict: .*ed/v1/modern.proto.*Editions"
-    ):
+    with pytest.raises(PipelineError, match=r"(?s)--strict: .*ed/v1/modern.proto.*Editions"):
         pipeline.generate(root, strict=True)
     assert not (root / "packages").exists()
