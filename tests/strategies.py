@@ -394,6 +394,8 @@ class Builder:
         value_field = field.message_type.fields_by_name["value"]
         if value_field.message_type is not None and depth <= 0:
             return
+        if key_field.type == FD.TYPE_BOOL and "bool_map_key_json" in self.avoid:
+            return
         entries = draw(
             st.dictionaries(
                 _map_key(key_field),

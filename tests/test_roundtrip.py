@@ -207,6 +207,26 @@ def _implicit_floats(desc: Descriptor) -> list[Field]:
     ]
 
 
+def _bool_key_maps(desc: Descriptor) -> list[Field]:
+    return [
+        f
+        for f in desc.fields
+        if is_map(f) and f.message_type.fields_by_name["key"].type == FD.TYPE_BOOL
+    ]
+
+
+def _bool_key_entry(desc: Descriptor) -> message.Message:
+    msg = message_class(desc)()
+    field = _bool_key_maps(desc)[0]
+    value = field.message_type.fields_by_name["value"]
+    container = getattr(msg, field.name)
+    if value.message_type is not None:
+        container[True].SetInParent()
+    else:
+        container[True] = value.default_value
+    return cast(message.Message, msg)
+
+
 def _negative_zero(desc: Descriptor) -> message.Message:
     msg = message_class(desc)()
     setattr(msg, _implicit_floats(desc)[0].name, -0.0)
@@ -257,6 +277,15 @@ GAPS = (
         "JSON '-1s' is rejected (no upstream issue found)",
         _holds(DURATION),
         _set_field(DURATION, seconds=-1),
+    ),
+    Gap(
+        "bool_map_key_json",
+        "json",
+        "betterproto2 0.10 from_dict keeps proto3 JSON map keys as strings: a map<bool, ...> "
+        'key "true" reaches the varint encoder as a str and raises TypeError (no upstream '
+        "issue found; betterproto2/__init__.py Message.from_dict)",
+        lambda desc: bool(_bool_key_maps(desc)),
+        _bool_key_entry,
     ),
     Gap(
         "field_mask_json",
