@@ -289,8 +289,27 @@ def betterproto_server() -> Iterator[tuple[int, Seen]]:
             seen.deadline_expired.set()
         event.metadata["x-echo"] = seen.metadata.get("x-probe", "")
 
+    transports: list[asyncio.BaseTransport] = []
+
     async def start() -> tuple[grpclib.server.Server, int]:
         server = grpclib.server.Server(handlers)
+        # Before Python 3.12, asyncio.Server.wait_closed() leaves accepted connections open;
+        # their sockets are then reported unclosed (ResourceWarning) in some later test.
+        # Keep the transports so stop() can close them.
+        make_protocol = server._protocol_factory
+
+        def tracking_factory() -> Any:
+            protocol = make_protocol()
+            made = protocol.connection_made
+
+            def connection_made(transport: asyncio.BaseTransport) -> None:
+                transports.append(transport)
+                made(transport)
+
+            protocol.connection_made = connection_made  # type: ignore[method-assign]
+            return protocol
+
+        server._protocol_factory = tracking_factory  # type: ignore[method-assign]
         grpclib.events.listen(server, grpclib.events.RecvRequest, on_request)
         grpclib.events.listen(server, grpclib.events.SendTrailingMetadata, on_trailers)
         await server.start(HOST, 0)
@@ -304,6 +323,9 @@ def betterproto_server() -> Iterator[tuple[int, Seen]]:
     async def stop() -> None:
         server.close()
         await server.wait_closed()
+        for transport in transports:
+            transport.close()
+        await asyncio.sleep(0)
 
     loop.run(stop())
     loop.close()

@@ -120,7 +120,9 @@ def run(config: Config, image: Image, jobs: list[Job], workdir: Path) -> dict[st
     """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
     for the first job (in declaration order) that fails or writes invalid Python."""
     buf = toolchain.buf_executable()
-    workers = min(len(jobs), max(2, (os.cpu_count() or 1) * 2)) or 1
+    # One job per core: each holds the decoded image (hundreds of MB on a large tree), and on
+    # a busy machine more jobs than cores only add memory, not speed.
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(
             pool.map(
@@ -219,7 +221,10 @@ def _run_job(
     workdir.mkdir(parents=True)
     template = workdir / "buf.gen.yaml"
     template.write_text(yaml.safe_dump(_template(job.plugin), sort_keys=False), encoding="utf-8")
-    args = [buf, "generate", str(image.path), "--template", str(template), "--output", str(workdir)]
+    # protoc's python generator embeds descriptors without source info and reads no comments.
+    lean = job.plugin.spec.get("protoc_builtin") == "python"
+    source = image.without_source_info if lean else image.path
+    args = [buf, "generate", str(source), "--template", str(template), "--output", str(workdir)]
     if job.only is not None:
         for path in sorted(job.only):
             args += ["--path", path]

@@ -115,7 +115,19 @@ def _distribution_files(dist: str) -> frozenset[str]:
 
 @functools.cache
 def _top_level_owners() -> dict[str, list[str]]:
-    return dict(metadata.packages_distributions())
+    """{top-level import name: distributions with files under it}, from each RECORD.
+
+    Not importlib.metadata.packages_distributions(): before Python 3.11 it reads only
+    top_level.txt, which protobuf does not ship, so `google` looked like googleapis' alone."""
+    owners: dict[str, set[str]] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        for file in dist.files or ():
+            top = file.parts[0] if file.parts else ""
+            if not top or top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__"):
+                continue
+            owners.setdefault(top.removesuffix(".py"), set()).add(name)
+    return {top: sorted(names) for top, names in owners.items()}
 
 
 def _distribution_of(module: str) -> str | None:

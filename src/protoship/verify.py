@@ -55,14 +55,14 @@ def modules(files: list[str]) -> list[str]:
     return sorted(names)
 
 
-# Below this many modules a second interpreter costs more than it saves.
-_CHUNK = 400
+# Below this much source a second interpreter costs more than it saves.
+_CHUNK_BYTES = 4_000_000
 
 
 def import_all(config: Config, stage: Path) -> list[ImportFailure]:
     """Import each flavour's modules from `stage`; returns every module that fails.
 
-    Large flavours are split across interpreters so that every core imports."""
+    Large proto-native flavours are split across interpreters so that every core imports."""
     cores = os.cpu_count() or 1
     tasks = []
     for flavour in config.flavours:
@@ -70,11 +70,33 @@ def import_all(config: Config, stage: Path) -> list[ImportFailure]:
         names = modules(
             [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
         )
-        parts = max(1, min(cores, len(names) // _CHUNK))
-        tasks += [(flavour, src, names[i::parts]) for i in range(parts) if names[i::parts]]
+        # Modules under one import root import each other through it: every interpreter would
+        # import the whole tree, so splitting such a flavour only doubles the work.
+        parts = 1 if flavour.import_root is not None else cores
+        tasks += [(flavour, src, chunk) for chunk in _balanced(src, names, parts)]
     with ThreadPoolExecutor(max_workers=cores) as pool:
         results = pool.map(lambda task: _import(*task), tasks)
         return [failure for result in results for failure in result]
+
+
+def _balanced(src: Path, names: list[str], cores: int) -> list[list[str]]:
+    """Split modules across interpreters by source size, largest first onto the lightest
+    (a betterproto package module can be megabytes; a _pb2_grpc module a few lines)."""
+    sizes = {}
+    for name in names:
+        base = src.joinpath(*name.split("."))
+        path = (
+            base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
+        )
+        sizes[name] = path.stat().st_size
+    parts = max(1, min(cores, sum(sizes.values()) // _CHUNK_BYTES))
+    chunks: list[list[str]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for name in sorted(names, key=lambda n: -sizes[n]):
+        lightest = loads.index(min(loads))
+        chunks[lightest].append(name)
+        loads[lightest] += sizes[name]
+    return [sorted(chunk) for chunk in chunks if chunk]
 
 
 def _import(flavour: Flavour, src: Path, names: list[str]) -> list[ImportFailure]:

@@ -337,6 +337,18 @@ def _weight(output_file: Any) -> int:
     )
 
 
+def _scratch_directory() -> tempfile.TemporaryDirectory[str]:
+    """Where modules are written for ruff: under the working directory when possible.
+
+    The stock plugin pipes each module through `ruff -`, so ruff takes its configuration from
+    the working directory. For files, ruff looks beside the file instead; keeping them below
+    the working directory makes both find the same configuration."""
+    try:
+        return tempfile.TemporaryDirectory(prefix=".protoship-bp2-", dir=Path.cwd())
+    except OSError:
+        return tempfile.TemporaryDirectory(prefix="protoship-bp2-")
+
+
 def _run_ruff(paths: Sequence[Path]) -> None:
     files = [str(path) for path in paths]
     # Same arguments as the stock plugin's stdin runs, from the same working directory, so
@@ -397,7 +409,7 @@ def _finish_modules(modules: Sequence[Any], request: Any) -> list[tuple[str, str
     if "fork" not in multiprocessing.get_all_start_methods():
         workers = 1
     with contextlib.ExitStack() as stack:
-        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="protoship-bp2-")))
+        directory = Path(stack.enter_context(_scratch_directory()))
         stack.enter_context(_memoized_naming(request))
         _WORK.append(_Work(_Renderer(), modules, directory))
         stack.callback(_WORK.clear)

@@ -16,8 +16,58 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 
-def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGeneratorResponse:
-    """Run grpcio-tools' bundled gRPC generator over the request's files."""
+def _descriptor_set(raw: bytes) -> bytes:
+    """The request's `proto_file` entries (field 15) as a FileDescriptorSet (field 1), copied
+    at the wire level: decoding and re-encoding every descriptor in Python would cost more
+    time and memory than the gRPC generator itself on a large tree."""
+    out = bytearray()
+    pos, end = 0, len(raw)
+    while pos < end:
+        key, pos = _varint(raw, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, start = _varint(raw, pos)
+            pos = start + size
+            if number == 15:
+                out += b"\x0a" + _encode_varint(size) + raw[start:pos]
+        else:
+            raise ValueError(f"unexpected wire type {wire} in CodeGeneratorRequest")
+    return bytes(out)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits, value = value & 0x7F, value >> 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def generate(
+    request: plugin_pb2.CodeGeneratorRequest, raw: bytes
+) -> plugin_pb2.CodeGeneratorResponse:
+    """Run grpcio-tools' bundled gRPC generator over the request's files. `request` needs only
+    its `file_to_generate` and `parameter`; `raw` is the whole request as received."""
     from grpc_tools import protoc  # deferred: importing grpc_tools is the slow part
 
     response = plugin_pb2.CodeGeneratorResponse(
@@ -28,9 +78,7 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
     )
     with tempfile.TemporaryDirectory(prefix="protoship-grpc-") as tmp:
         descriptors = Path(tmp) / "request.binpb"
-        descriptors.write_bytes(
-            descriptor_pb2.FileDescriptorSet(file=request.proto_file).SerializeToString()
-        )
+        descriptors.write_bytes(_descriptor_set(raw))
         out = Path(tmp) / "out"
         out.mkdir()
         target = f"{request.parameter}:{out}" if request.parameter else str(out)
@@ -51,8 +99,34 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
 
 
 def main() -> None:
-    request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(generate(request).SerializeToString())
+    raw = sys.stdin.buffer.read()
+    # Only the file names and the parameter are decoded; the descriptors are copied as bytes.
+    request = plugin_pb2.CodeGeneratorRequest.FromString(_without_files(raw))
+    sys.stdout.buffer.write(generate(request, raw).SerializeToString())
+
+
+def _without_files(raw: bytes) -> bytes:
+    """The request minus its proto_file entries (the bulk of it)."""
+    out = bytearray()
+    pos, end = 0, len(raw)
+    while pos < end:
+        start_field = pos
+        key, pos = _varint(raw, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, start = _varint(raw, pos)
+            pos = start + size
+        else:
+            raise ValueError(f"unexpected wire type {wire} in CodeGeneratorRequest")
+        if number != 15:
+            out += raw[start_field:pos]
+    return bytes(out)
 
 
 if __name__ == "__main__":
