@@ -11,8 +11,9 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class Generated:
     path: str  # relative to the flavour's output root, posix
     content: bytes
     plugin: Plugin
+    # Where the plugin wrote it, while the run's scratch space lives.
+    source: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -116,26 +119,60 @@ def fallback_spec(flavour: Flavour, plugin: Plugin) -> dict[str, Any] | None:
     return {**spec, "protoc_path": protoc, "out": plugin.spec["out"]}
 
 
-def run(config: Config, image: Image, jobs: list[Job], workdir: Path) -> dict[str, list[Generated]]:
+def run(
+    config: Config,
+    image: Image,
+    jobs: list[Job],
+    workdir: Path,
+    on_flavour: Callable[[Flavour, list[Generated]], None] | None = None,
+) -> dict[str, list[Generated]]:
     """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
-    for the first job (in declaration order) that fails or writes invalid Python."""
+    for the first job (in declaration order) that fails or writes invalid Python.
+
+    `on_flavour` is called, from this thread, as soon as all of one flavour's jobs have
+    succeeded, while other flavours' jobs still run: later stages can start on it early."""
     buf = toolchain.buf_executable()
     # One job per core: each holds the decoded image (hundreds of MB on a large tree), and on
     # a busy machine more jobs than cores only add memory, not speed.
     workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    per_key = Counter(job.flavour.key for job in jobs)
+    # Flavours with fewest jobs first, so that one finishes early and its checks overlap the
+    # remaining generation.
+    order = sorted(range(len(jobs)), key=lambda i: (per_key[jobs[i].flavour.key], i))
+    results: list[list[Generated] | str | None] = [None] * len(jobs)
+    remaining = Counter(per_key)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(
-            pool.map(
-                lambda ij: _run_job(config, buf, image, ij[1], workdir / str(ij[0])),
-                enumerate(jobs),
-            )
-        )
+        futures = {
+            pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i)): i for i in order
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            results[index] = future.result()
+            key = jobs[index].flavour.key
+            remaining[key] -= 1
+            if remaining[key] or on_flavour is None:
+                continue
+            mine = [i for i, job in enumerate(jobs) if job.flavour.key == key]
+            try:
+                files = _merge(config, image, [jobs[i] for i in mine], [results[i] for i in mine])
+            except PipelineError:
+                continue  # reported below, in declaration order
+            on_flavour(jobs[index].flavour, files.get(key, []))
+    return _merge(config, image, jobs, results)
+
+
+def _merge(
+    config: Config,
+    image: Image,
+    jobs: Sequence[Job],
+    results: Sequence[list[Generated] | str | None],
+) -> dict[str, list[Generated]]:
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, str):
             raise PluginFailed(config, job, result)
     per_flavour: dict[str, dict[str, Generated]] = {f.key: {} for f in config.flavours}
     for job, result in zip(jobs, results, strict=True):
-        assert not isinstance(result, str)
+        assert isinstance(result, list)
         bad = invalid_python(g for g in result if _suspect(image, g.path))
         if bad:
             sources = sorted({s.path for g, _ in bad for s in image.sources_of(g.path)})
@@ -240,7 +277,7 @@ def _run_job(
     if not root.is_dir():
         return []
     return [
-        Generated(path.relative_to(root).as_posix(), path.read_bytes(), job.plugin)
+        Generated(path.relative_to(root).as_posix(), path.read_bytes(), job.plugin, path)
         for path in sorted(root.rglob("*"))
         if path.is_file()
     ]

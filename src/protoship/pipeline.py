@@ -13,6 +13,7 @@ tied to files stop the run.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,19 +72,43 @@ def generate(
         for attempt in range(_MAX_ROUNDS):
             _refuse_if_strict(config, plan, strict)
             progress("running generators" + (f" (round {attempt + 1})" if attempt else ""))
-            try:
-                generated = gen.run(config, image, plan.jobs(config, image), work / f"gen{attempt}")
-            except gen.PluginFailed as failure:
-                progress(f"plugin {failure.job.plugin.label} failed; finding the files at fault")
-                _attribute(config, image, plan, failure, work / f"isolate{attempt}")
-                continue
-            progress("packaging")
-            tree = package.build(config, image, generated, previous, plan.excluded)
-            tree[output.MANIFEST] = output.manifest(tree, fingerprint)
-            stage = work / f"stage{attempt}"
-            output.write_tree(stage, tree, previous)
-            progress("importing every generated module")
-            failures = verify.import_all(config, stage)
+            checked = work / f"verify{attempt}"
+            # Each flavour's modules are imported as soon as its generators are done, while
+            # the other flavours' generators still run.
+            with ThreadPoolExecutor(max_workers=max(1, len(config.flavours))) as checker:
+                checks: list[Future[list[verify.ImportFailure]]] = []
+
+                def start_check(
+                    flavour: config_mod.Flavour,
+                    files: list[gen.Generated],
+                    checks: list[Future[list[verify.ImportFailure]]] = checks,
+                    root: Path = checked,
+                ) -> None:
+                    checks.append(
+                        checker.submit(verify.check_generated, flavour, files, root / flavour.key)
+                    )
+
+                try:
+                    generated = gen.run(
+                        config,
+                        image,
+                        plan.jobs(config, image),
+                        work / f"gen{attempt}",
+                        start_check,
+                    )
+                except gen.PluginFailed as failure:
+                    progress(
+                        f"plugin {failure.job.plugin.label} failed; finding the files at fault"
+                    )
+                    _attribute(config, image, plan, failure, work / f"isolate{attempt}")
+                    continue
+                progress("packaging")
+                tree = package.build(config, image, generated, previous, plan.excluded)
+                tree[output.MANIFEST] = output.manifest(tree, fingerprint)
+                stage = work / f"stage{attempt}"
+                output.write_tree(stage, tree, previous)
+                progress("importing every generated module")
+                failures = [failure for done in checks for failure in done.result()]
             if not failures:
                 break
             _exclude_unimportable(config, image, plan, failures)

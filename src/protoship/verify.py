@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from protoship.config import Config, Flavour
+from protoship.config import Flavour
 from protoship.errors import PipelineError
+from protoship.generate import Generated
 
 _IMPORTER = r"""
 import importlib, sys, traceback
@@ -59,23 +60,36 @@ def modules(files: list[str]) -> list[str]:
 _CHUNK_BYTES = 4_000_000
 
 
-def import_all(config: Config, stage: Path) -> list[ImportFailure]:
-    """Import each flavour's modules from `stage`; returns every module that fails.
+def check_generated(flavour: Flavour, files: list[Generated], root: Path) -> list[ImportFailure]:
+    """Import a flavour's freshly generated files, laid out under `root` as its package will
+    lay them out, before packaging: so this can run while other flavours still generate.
+    (Packaging adds only comment headers and drops modules; it changes no code.)"""
+    src = root / "src"
+    prefix = src / flavour.import_root if flavour.import_root else src
+    for gen in files:
+        path = prefix / gen.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # A link, not a copy: on a large tree this is hundreds of MB not written again.
+            os.link(gen.source or "", path)
+        except OSError:
+            path.write_bytes(gen.content)
+    return import_flavour(flavour, src)
 
-    Large proto-native flavours are split across interpreters so that every core imports."""
+
+def import_flavour(flavour: Flavour, src: Path) -> list[ImportFailure]:
+    """Import every module under `src`. Large proto-native flavours are split across
+    interpreters so that every core imports."""
     cores = os.cpu_count() or 1
-    tasks = []
-    for flavour in config.flavours:
-        src = stage / flavour.distribution / "src"
-        names = modules(
-            [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
-        )
-        # Modules under one import root import each other through it: every interpreter would
-        # import the whole tree, so splitting such a flavour only doubles the work.
-        parts = 1 if flavour.import_root is not None else cores
-        tasks += [(flavour, src, chunk) for chunk in _balanced(src, names, parts)]
-    with ThreadPoolExecutor(max_workers=cores) as pool:
-        results = pool.map(lambda task: _import(*task), tasks)
+    names = modules(
+        [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
+    )
+    # Modules under one import root import each other through it: every interpreter would
+    # import the whole tree, so splitting such a flavour only doubles the work.
+    parts = 1 if flavour.import_root is not None else cores
+    chunks = _balanced(src, names, parts)
+    with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
+        results = pool.map(lambda chunk: _import(flavour, src, chunk), chunks)
         return [failure for result in results for failure in result]
 
 
