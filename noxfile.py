@@ -30,6 +30,24 @@ def _install(session: nox.Session, *groups: str) -> None:
     session.install(".")
 
 
+def _shipped_wheels(session: nox.Session) -> tuple[Path, list[str]]:
+    """Wheels built from packages/ (generated first on a fresh clone), and the requirements
+    that install them by path: the meta package with every extra, and each flavour. Never
+    from an index, so a same-named project elsewhere cannot stand in for them."""
+    if not (OUTPUT / ".protoship-manifest.json").is_file():
+        session.log("packages/ not generated yet: generating first")
+        session.run("python", "-m", "protoship", "generate")
+    wheels = Path(session.create_tmp()) / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run("python", "-m", "protoship", "build", "--wheel-only", "--out", str(wheels))
+    meta = PYPROJECT["tool"]["protoship"]["name"].replace("-", "_") + "-"
+    extras = ",".join(PYPROJECT["tool"]["protoship"]["flavours"])
+    return wheels, [
+        f"{w}[{extras}]" if w.name.startswith(meta) else str(w)
+        for w in sorted(wheels.glob("*.whl"))
+    ]
+
+
 @nox.session
 def generate(session: nox.Session) -> None:
     """Generate packages/ from proto/ (`-- --check` fails on drift, `-- --force` always runs)."""
@@ -41,23 +59,8 @@ def generate(session: nox.Session) -> None:
 def test(session: nox.Session) -> None:
     """Test the pipeline and the packages it ships, on every supported Python."""
     _install(session, "test")
-    if not (OUTPUT / ".protoship-manifest.json").is_file():
-        session.log("packages/ not generated yet: generating first")
-        session.run("python", "-m", "protoship", "generate")
-    # Test what ships: wheels built from packages/, installed by path (never from an index,
-    # so a same-named project elsewhere cannot stand in for them).
-    wheels = Path(session.create_tmp()) / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    session.run("python", "-m", "protoship", "build", "--wheel-only", "--out", str(wheels))
-    meta = PYPROJECT["tool"]["protoship"]["name"]
-    extras = ",".join(PYPROJECT["tool"]["protoship"]["flavours"])
-    built = sorted(wheels.glob("*.whl"))
-    session.install(
-        *(
-            f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w)
-            for w in built
-        )
-    )
+    wheels, requirements = _shipped_wheels(session)
+    session.install(*requirements)
     session.run("pytest", *session.posargs, env={"PROTOSHIP_WHEELS": str(wheels)})
 
 
@@ -65,13 +68,7 @@ def test(session: nox.Session) -> None:
 def lowest(session: nox.Session) -> None:
     """Install the wheels with every dependency at its declared floor and rerun the wire tests."""
     _install(session, "test")
-    if not (OUTPUT / ".protoship-manifest.json").is_file():
-        session.run("python", "-m", "protoship", "generate")
-    wheels = Path(session.create_tmp()) / "wheels"
-    shutil.rmtree(wheels, ignore_errors=True)
-    session.run("python", "-m", "protoship", "build", "--wheel-only", "--out", str(wheels))
-    meta = PYPROJECT["tool"]["protoship"]["name"]
-    extras = ",".join(PYPROJECT["tool"]["protoship"]["flavours"])
+    wheels, requirements = _shipped_wheels(session)
     built = sorted(wheels.glob("*.whl"))
     # The packages' own requirements, passed as direct ones: lowest-direct then installs each on
     # its floor (transitive dependencies stay highest), replacing what the test group brought.
@@ -93,10 +90,7 @@ def lowest(session: nox.Session) -> None:
         python,
         "--resolution=lowest-direct",
         "--upgrade",
-        *(
-            f"{w}[{extras}]" if w.name.startswith(meta.replace("-", "_") + "-") else str(w)
-            for w in built
-        ),
+        *requirements,
         *floors,
     )
     session.run("uv", "pip", "check", "--python", python)

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from google.protobuf import descriptor_pb2
 
-from protoship import toolchain
+from protoship import toolchain, wire
 from protoship.config import Config
 from protoship.errors import PipelineError
 
@@ -184,8 +184,8 @@ def compile_image(config: Config, workdir: Path) -> Image:
         (imports if is_import else files).append(entry)
         data = fd.SerializeToString(deterministic=True)
         if is_import:
-            data += _field(_BUF_EXTENSION_FIELD, _IS_IMPORT)
-        chunks.append(_field(1, data))
+            data += wire.length_delimited(_BUF_EXTENSION_FIELD, _IS_IMPORT)
+        chunks.append(wire.length_delimited(1, data))
     image_bytes = b"".join(chunks)
     path = workdir / "image.binpb"
     path.write_bytes(image_bytes)
@@ -258,21 +258,6 @@ def matches(path: str, patterns: tuple[str, ...]) -> bool:
     return any(
         fnmatch.fnmatchcase(path, p) or path.startswith(p.rstrip("/") + "/") for p in patterns
     )
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits, value = value & 0x7F, value >> 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 _LOCATION = re.compile(r"^(?P<file>[^:\s][^:]*\.proto):(?P<rest>\d+:\d+:.*|.*)$")

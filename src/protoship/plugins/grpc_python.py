@@ -15,52 +15,26 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
+from protoship import wire
+
+# CodeGeneratorRequest.proto_file
+_PROTO_FILE = 15
+
 
 def _descriptor_set(raw: bytes) -> bytes:
     """The request's `proto_file` entries (field 15) as a FileDescriptorSet (field 1), copied
     at the wire level: decoding and re-encoding every descriptor in Python would cost more
     time and memory than the gRPC generator itself on a large tree."""
-    out = bytearray()
-    pos, end = 0, len(raw)
-    while pos < end:
-        key, pos = _varint(raw, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(raw, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, start = _varint(raw, pos)
-            pos = start + size
-            if number == 15:
-                out += b"\x0a" + _encode_varint(size) + raw[start:pos]
-        else:
-            raise ValueError(f"unexpected wire type {wire} in CodeGeneratorRequest")
-    return bytes(out)
+    return b"".join(
+        wire.length_delimited(1, raw[payload])
+        for number, _, payload in wire.fields(raw)
+        if number == _PROTO_FILE
+    )
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits, value = value & 0x7F, value >> 7
-        if value:
-            out.append(bits | 0x80)
-        else:
-            out.append(bits)
-            return bytes(out)
+def _without_files(raw: bytes) -> bytes:
+    """The request minus its proto_file entries (the bulk of it)."""
+    return b"".join(raw[whole] for number, whole, _ in wire.fields(raw) if number != _PROTO_FILE)
 
 
 def generate(
@@ -103,30 +77,6 @@ def main() -> None:
     # Only the file names and the parameter are decoded; the descriptors are copied as bytes.
     request = plugin_pb2.CodeGeneratorRequest.FromString(_without_files(raw))
     sys.stdout.buffer.write(generate(request, raw).SerializeToString())
-
-
-def _without_files(raw: bytes) -> bytes:
-    """The request minus its proto_file entries (the bulk of it)."""
-    out = bytearray()
-    pos, end = 0, len(raw)
-    while pos < end:
-        start_field = pos
-        key, pos = _varint(raw, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, pos = _varint(raw, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, start = _varint(raw, pos)
-            pos = start + size
-        else:
-            raise ValueError(f"unexpected wire type {wire} in CodeGeneratorRequest")
-        if number != 15:
-            out += raw[start_field:pos]
-    return bytes(out)
 
 
 if __name__ == "__main__":
