@@ -85,6 +85,17 @@ class Plan:
     # (flavour key, plugin line) -> {module path: reason the fallback stands in}
     fallback: dict[tuple[str, int], dict[str, str]] = field(default_factory=dict)
 
+    def fallbacks_kept(self) -> dict[str, dict[str, str]]:
+        """{flavour key: {path: reason}} for files a fallback handled that are still in the
+        flavour (a file left out later needs no fallback report)."""
+        kept: dict[str, dict[str, str]] = {}
+        for (key, _), reasons in sorted(self.fallback.items()):
+            gone = self.excluded.get(key, {})
+            for path, why in sorted(reasons.items()):
+                if path not in gone:
+                    kept.setdefault(key, {})[path] = why
+        return kept
+
     def jobs(self, config: Config, image: Image) -> list[Job]:
         jobs = []
         for flavour in config.flavours:

@@ -61,12 +61,6 @@ class Image:
     files: tuple[ProtoFile, ...]
     imports: tuple[ProtoFile, ...]
 
-    def file(self, path: str) -> ProtoFile:
-        for f in self.files:
-            if f.path == path:
-                return f
-        raise KeyError(path)
-
     def sources_of(self, generated: str) -> list[ProtoFile]:
         """The proto files a generated file came from, by protoc's naming (`x_pb2*.py*` from
         `x.proto`) or else by package directory (betterproto's `a/b/__init__.py`)."""

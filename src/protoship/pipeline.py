@@ -116,12 +116,7 @@ def generate(
             raise PipelineError(f"gave up after {_MAX_ROUNDS} rounds of leaving files out")
 
         warnings = _warnings(config, plan)
-        fallback: dict[str, dict[str, str]] = {}
-        for (key, _), reasons in plan.fallback.items():
-            gone = plan.excluded.get(key, {})
-            kept = {path: why for path, why in reasons.items() if path not in gone}
-            if kept:
-                fallback.setdefault(key, {}).update(kept)
+        fallback = plan.fallbacks_kept()
         drift = None
         if check:
             drift = output.compare(
@@ -222,9 +217,8 @@ def _warnings(config: config_mod.Config, plan: gen.Plan) -> tuple[str, ...]:
     ]
     found += [
         f"{module}/{path}: flavour {key!r}: {why}"
-        for (key, _), reasons in sorted(plan.fallback.items())
-        for path, why in sorted(reasons.items())
-        if path not in plan.excluded.get(key, {})
+        for key, reasons in plan.fallbacks_kept().items()
+        for path, why in reasons.items()
     ]
     return tuple(found)
 
