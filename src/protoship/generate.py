@@ -4,6 +4,10 @@ One run per plugin (all in parallel; buf and the plugins are separate processes)
 output file is attributed to exactly one plugin, a file can be taken away from one plugin
 without touching the others, and a fallback generator can stand in for one plugin on a few
 files. Two plugins writing the same file is an error, not a silent overwrite.
+
+A large tree is split into parts (whole proto packages and directories, a few MB of descriptors
+each), and each plugin runs once per part on an image holding just that part and what it
+imports: memory stays bounded by the part, not the tree, and every core has work.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,49 @@ FALLBACKS: dict[str, dict[str, Any]] = {
     "protoc-gen-mypy": {"protoc_builtin": "pyi"},
 }
 _DEFAULT_PROTOC = ["python", "-m", "grpc_tools.protoc"]
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a generator reads of a request, beyond the files it generates."""
+
+    # How much source info (image.SOURCE_INFO_LEVELS): comments and positions.
+    source_info: str = "all"
+    # How much of the imported files (image.IMPORT_LEVELS): generators that resolve type
+    # names from the request, without building a descriptor pool as protoc does, need only
+    # the files their files import themselves ("direct"), or only their names ("hollow").
+    imports: str = "all"
+
+
+# Generators known to read less than everything. Less to decode makes buf and the plugin
+# faster and smaller, and a part of a split tree then carries only its neighbours, not every
+# package below it. protoc's python generator embeds descriptors without source info; gRPC stub
+# generators read only the comments of services, methods and the file. Output is byte-identical
+# to a run on the full request (tested).
+READS: dict[tuple[str, str], Reads] = {
+    ("protoc_builtin", "python"): Reads(source_info="none"),
+    ("local", "protoc-gen-grpc_python"): Reads(source_info="services"),
+    ("local", "protoc-gen-mypy"): Reads(imports="direct"),
+    ("local", "protoc-gen-mypy_grpc"): Reads(source_info="services", imports="direct"),
+    # betterproto2 builds models of every file in the request (not only of those it is asked
+    # to generate), and looks at an imported message only by name and to see whether it has
+    # fields.
+    ("local", "protoc-gen-python_betterproto2"): Reads(imports="hollow"),
+    ("local", "protoc-gen-python_betterproto2_fast"): Reads(imports="hollow"),
+}
+
+# Descriptor bytes (at the level the plugin reads) per run of a plugin. Memory of buf and of a
+# plugin grows with the request (about 50x its serialized size for Python plugins): a part of
+# this size keeps each run to a few hundred MB, while each run's start-up stays small beside
+# its work.
+PART_BYTES = 6_000_000
+# The environment variable that tells a plugin how many processes of its own it may use
+# (protoship's betterproto2 driver forks workers); set to 1 when runs already fill the cores.
+PROCESSES_ENV = "PROTOSHIP_PLUGIN_PROCESSES"
+# The environment variable naming a file that lists the proto packages whose modules a run's
+# caller discards (see _belongs): a plugin may leave them empty. protoship's betterproto2 driver
+# does; any other plugin simply writes them.
+DISCARD_ENV = "PROTOSHIP_PLUGIN_DISCARD"
 
 
 @dataclass(frozen=True)
@@ -54,11 +101,72 @@ class Job:
     only: frozenset[str] | None = None
     # Set when this job stands in for another plugin on the files in `only`.
     replaces: Plugin | None = None
+    # Set when this job is one part of a split run: all the files of the whole run.
+    scope: frozenset[str] | None = None
 
     def paths(self, image: Image) -> list[str]:
         if self.only is not None:
             return sorted(self.only)
         return [f.path for f in image.files if f.path not in self.exclude]
+
+    @property
+    def family(self) -> tuple[str, int, str]:
+        """Jobs of one family are parts of one plugin run."""
+        return (self.flavour.key, self.plugin.line, self.plugin.label)
+
+    @property
+    def reads(self) -> Reads:
+        for key in ("protoc_builtin", "local"):
+            if key in self.plugin.spec:
+                return READS.get((key, str(self.plugin.spec[key])), Reads())
+        return Reads()
+
+    def parts(self, image: Image) -> list[Job]:
+        """This job split into parts of about PART_BYTES of descriptors; itself if small, or
+        if the plugin asks to see every file at once (`strategy: all` in buf.gen.yaml)."""
+        paths = self.paths(image)
+        total = image.size(paths, self.reads.source_info)
+        count = -(-total // PART_BYTES)
+        if count < 2 or self.plugin.spec.get("strategy") == "all":
+            return [self]
+        scope = frozenset(paths)
+        return [
+            replace(self, only=frozenset(part), scope=scope)
+            for part in split(image, paths, count, self.reads.source_info)
+        ]
+
+
+def split(image: Image, paths: Sequence[str], count: int, source_info: str) -> list[list[str]]:
+    """`paths` in at most `count` parts of similar descriptor size. Files that share a proto
+    package or a directory stay together: generators that write a module per package (or run
+    per directory, buf's default strategy) see all of its files in one run."""
+    package_of = {f.path: f.package for f in image.files}
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for path in paths:
+        for key in ("pkg:" + package_of[path], "dir:" + path.rpartition("/")[0]):
+            parent[root(key)] = root("file:" + path)
+    units: dict[str, list[str]] = {}
+    for path in paths:
+        units.setdefault(root("file:" + path), []).append(path)
+    parts: list[list[str]] = [[] for _ in range(count)]
+    loads = [0] * count
+    # Largest unit first onto the lightest part; ties by name, so the split is reproducible.
+    sized = sorted(
+        ((image.size(unit, source_info), sorted(unit)) for unit in units.values()),
+        key=lambda item: (-item[0], item[1]),
+    )
+    for size, unit in sized:
+        lightest = loads.index(min(loads))
+        parts[lightest] += unit
+        loads[lightest] += size
+    return [sorted(part) for part in parts if part]
 
 
 class PluginFailed(PipelineError):
@@ -116,7 +224,7 @@ class Plan:
                             replaces=plugin,
                         )
                     )
-        return [j for j in jobs if j.paths(image)]
+        return [part for job in jobs if job.paths(image) for part in job.parts(image)]
 
 
 def fallback_spec(flavour: Flavour, plugin: Plugin) -> dict[str, Any] | None:
@@ -143,9 +251,14 @@ def run(
     `on_flavour` is called, from this thread, as soon as all of one flavour's jobs have
     succeeded, while other flavours' jobs still run: later stages can start on it early."""
     buf = toolchain.buf_executable()
-    # One job per core: each holds the decoded image (hundreds of MB on a large tree), and on
-    # a busy machine more jobs than cores only add memory, not speed.
-    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    cores = os.cpu_count() or 1
+    # One job per core: each holds its request decoded, and on a busy machine more jobs than
+    # cores only add memory, not speed. When the jobs alone fill the cores, plugins must not
+    # fork workers of their own.
+    workers = max(1, min(len(jobs), cores))
+    env = toolchain.tool_env()
+    if len(jobs) >= cores:
+        env[PROCESSES_ENV] = "1"
     per_key = Counter(job.flavour.key for job in jobs)
     # Flavours with fewest jobs first, so that one finishes early and its checks overlap the
     # remaining generation.
@@ -154,7 +267,8 @@ def run(
     remaining = Counter(per_key)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i)): i for i in order
+            pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i), env): i
+            for i in order
         }
         for future in as_completed(futures):
             index = futures[future]
@@ -178,27 +292,54 @@ def _merge(
     jobs: Sequence[Job],
     results: Sequence[list[Generated] | str | None],
 ) -> dict[str, list[Generated]]:
+    failed = Counter(
+        job.family for job, result in zip(jobs, results, strict=True) if isinstance(result, str)
+    )
+    runs = Counter(job.family for job in jobs)
     for job, result in zip(jobs, results, strict=True):
         if isinstance(result, str):
+            if job.scope is not None and failed[job.family] == runs[job.family]:
+                # Every part failed: the plugin's failure, not one part's files.
+                raise PluginFailed(config, replace(job, only=job.scope, scope=None), result)
             raise PluginFailed(config, job, result)
     per_flavour: dict[str, dict[str, Generated]] = {f.key: {} for f in config.flavours}
     for job, result in zip(jobs, results, strict=True):
         assert isinstance(result, list)
-        bad = invalid_python(g for g in result if _suspect(image, g.path))
+        mine = set(job.paths(image))
+        given = [g for g in result if job.scope is None or _belongs(image, g.path, mine)]
+        bad = invalid_python(g for g in given if _suspect(image, g.path))
         if bad:
             sources = sorted({s.path for g, _ in bad for s in image.sources_of(g.path)})
             raise PluginFailed(config, job, "\n".join(msg for _, msg in bad), sources)
         files = per_flavour[job.flavour.key]
-        for gen in result:
+        for gen in given:
             if gen.path in files:
                 other = files[gen.path].plugin
-                raise PipelineError(
-                    f"{config.buf_gen_yaml.name}:{job.plugin.line}: plugin {job.plugin.label} "
-                    f"and plugin {other.label} (line {other.line}) both write {gen.path} in "
-                    f"flavour {job.flavour.key!r}; give one of them other options"
-                )
+                if other != job.plugin:
+                    raise PipelineError(
+                        f"{config.buf_gen_yaml.name}:{job.plugin.line}: plugin {job.plugin.label} "
+                        f"and plugin {other.label} (line {other.line}) both write {gen.path} in "
+                        f"flavour {job.flavour.key!r}; give one of them other options"
+                    )
+                if files[gen.path].content != gen.content:
+                    raise PipelineError(
+                        f"{config.buf_gen_yaml.name}:{job.plugin.line}: plugin {job.plugin.label} "
+                        f"writes {gen.path} differently depending on which files it is given, "
+                        "so protoship cannot split its run; add `strategy: all` to it in "
+                        f"{config.buf_gen_yaml.name} so that it sees every file at once"
+                    )
+                continue
             files[gen.path] = gen
     return {key: [files[p] for p in sorted(files)] for key, files in per_flavour.items()}
+
+
+def _belongs(image: Image, generated: str, paths: set[str]) -> bool:
+    """Whether a file from one part of a split run is that part's to give: it comes from one
+    of the part's files, or from no module file at all (an outside package, an empty parent
+    `__init__.py`). A per-package generator also writes partial modules for the packages the
+    part only imports; the part that holds those packages gives them."""
+    own = [s.path for s in image.sources_of(generated) if s.provider is None]
+    return not own or any(path in paths for path in own)
 
 
 # Bisection needs about 2·k·log2(n) runs for k failing files among n; past this many runs the
@@ -215,7 +356,9 @@ def isolate(config: Config, image: Image, job: Job, workdir: Path) -> dict[str, 
 
     def failures(paths: list[str]) -> dict[str, str]:
         trial = Job(job.flavour, job.plugin, only=frozenset(paths), replaces=job.replaces)
-        result = _run_job(config, buf, image, trial, workdir / f"isolate-{next(counter)}")
+        result = _run_job(
+            config, buf, image, trial, workdir / f"isolate-{next(counter)}", toolchain.tool_env()
+        )
         if not isinstance(result, str):
             bad = invalid_python(result)
             if not bad:
@@ -262,26 +405,27 @@ def _template(plugin: Plugin) -> dict[str, Any]:
     return {"version": "v2", "plugins": [{"strategy": "all", **plugin.spec, "out": "out"}]}
 
 
-def _run_job(
-    config: Config, buf: str, image: Image, job: Job, workdir: Path
+def _run_job(  # noqa: PLR0917 (one call site per caller, all positional)
+    config: Config, buf: str, image: Image, job: Job, workdir: Path, env: dict[str, str]
 ) -> list[Generated] | str:
     """The job's files, or the plugin's error message."""
     workdir.mkdir(parents=True)
     template = workdir / "buf.gen.yaml"
     template.write_text(yaml.safe_dump(_template(job.plugin), sort_keys=False), encoding="utf-8")
-    # protoc's python generator embeds descriptors without source info and reads no comments.
-    lean = job.plugin.spec.get("protoc_builtin") == "python"
-    source = image.without_source_info if lean else image.path
-    args = [buf, "generate", str(source), "--template", str(template), "--output", str(workdir)]
-    if job.only is not None:
-        for path in sorted(job.only):
-            args += ["--path", path]
-    else:
-        for path in sorted(job.exclude):
-            args += ["--exclude-path", path]
-    proc = subprocess.run(
-        args, capture_output=True, text=True, env=toolchain.tool_env(), check=False, cwd=workdir
+    # The job's own image: its files (the only ones not marked as imports) and their imports.
+    request = workdir / "image.binpb"
+    request.write_bytes(
+        image.request(
+            job.paths(image),
+            source_info=job.reads.source_info,
+            imports=job.reads.imports,
+            scope=job.scope or (),
+        )
     )
+    if job.scope is not None:
+        env = {**env, DISCARD_ENV: str(_discard_list(image, job, workdir / "discard.txt"))}
+    args = [buf, "generate", str(request), "--template", str(template), "--output", str(workdir)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False, cwd=workdir)
     if proc.returncode != 0:
         return _essence(proc.stderr)
     root = workdir / "out"
@@ -292,6 +436,16 @@ def _run_job(
         for path in sorted(root.rglob("*"))
         if path.is_file()
     ]
+
+
+def _discard_list(image: Image, job: Job, path: Path) -> Path:
+    """Write the packages of the module files a part imports but does not hold."""
+    mine = set(job.paths(image))
+    read = image.closure(mine, direct=job.reads.imports != "all")
+    held = {f.package for f in image.files if f.path in mine}
+    imported = {f.package for f in image.files if f.path in read}
+    path.write_text("".join(f"{p}\n" for p in sorted(imported - held)), encoding="utf-8")
+    return path
 
 
 def _essence(stderr: str) -> str:

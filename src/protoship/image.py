@@ -16,7 +16,8 @@ import keyword
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from google.protobuf import descriptor_pb2
@@ -29,7 +30,7 @@ PB2_MODULE = re.compile(r"^(?P<stem>.*)_pb2(?P<grpc>_grpc)?\.pyi?$")
 
 # buf.alpha.image.v1.ImageFile.buf_extension = 8042; ImageFileExtension.is_import = 1.
 _BUF_EXTENSION_FIELD = 8042
-_IS_IMPORT = b"\x08\x01"
+_IMPORT_MARK = wire.length_delimited(_BUF_EXTENSION_FIELD, b"\x08\x01")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ProtoFile:
     syntax: str
     edition: int
     dependencies: tuple[str, ...]
+    # The dependencies imported with `import public`: their types are usable by importers.
+    public_dependencies: tuple[str, ...]
     has_services: bool
     # Top-level message names, in declaration order.
     messages: tuple[str, ...]
@@ -54,12 +57,25 @@ class ProtoFile:
         return stem.replace("-", "_").replace("/", ".") + "_pb2"
 
 
+# How much of the source info (comments, positions) an image variant keeps: "all", "services"
+# (locations under a `service`, what gRPC stub generators turn into docstrings, and the
+# comments on `syntax` and `package`, which become module docstrings) or "none".
+SOURCE_INFO_LEVELS = ("all", "services", "none")
+# How much of the imported module files a request carries (see Image.request).
+IMPORT_LEVELS = ("all", "direct", "hollow")
+_SERVICE_FIELD = 6  # FileDescriptorProto.service
+_FILE_COMMENTS = ([2], [12])  # FileDescriptorProto.package, .syntax
+
+
 @dataclass(frozen=True)
 class Image:
     path: Path
     digest: str
     files: tuple[ProtoFile, ...]
     imports: tuple[ProtoFile, ...]
+    # {source info level: {file path: serialized FileDescriptorProto}}, in image order
+    # (dependencies first); outside files carry buf's is_import mark.
+    entries: dict[str, dict[str, bytes]] = field(default_factory=dict, repr=False, compare=False)
 
     def sources_of(self, generated: str) -> list[ProtoFile]:
         """The proto files a generated file came from, by protoc's naming (`x_pb2*.py*` from
@@ -80,6 +96,10 @@ class Image:
             by_package.setdefault(f.package, []).append(f)
         return by_stem, by_package
 
+    @functools.cached_property
+    def _by_path(self) -> dict[str, ProtoFile]:
+        return {f.path: f for f in self.files + self.imports}
+
     def importers(self, paths: set[str]) -> dict[str, str]:
         """Module files that import any of `paths`, directly or not: {importer: what it imports}."""
         found: dict[str, str] = {}
@@ -97,22 +117,93 @@ class Image:
                     changed = True
         return found
 
-    @functools.cached_property
-    def without_source_info(self) -> Path:
-        """The image minus comments and source positions, for generators that never read
-        them: a fraction of the size to decode."""
-        fds = descriptor_pb2.FileDescriptorSet.FromString(self.path.read_bytes())
-        for fd in fds.file:
-            fd.ClearField("source_code_info")
-        path = self.path.with_name("image-nosource.binpb")
-        path.write_bytes(fds.SerializeToString(deterministic=True))
-        return path
+    def closure(self, paths: Iterable[str], *, direct: bool = False) -> set[str]:
+        """`paths` and everything they import, directly or not; with `direct`, only what they
+        import themselves (and what that re-exports with `import public`): every type they
+        name is declared there."""
+        found: set[str] = set()
+        stack = list(paths)
+        if direct:
+            found.update(stack)
+            stack = [d for path in stack for d in self._by_path[path].dependencies]
+        while stack:
+            path = stack.pop()
+            if path not in found:
+                found.add(path)
+                dependency = self._by_path[path]
+                stack.extend(dependency.public_dependencies if direct else dependency.dependencies)
+        return found
+
+    def size(self, paths: Iterable[str], source_info: str = "all") -> int:
+        """Serialized size of the files' descriptors at that source info level."""
+        entries = self.entries[source_info]
+        return sum(len(entries[p]) for p in paths)
+
+    def request(
+        self,
+        targets: Iterable[str],
+        *,
+        source_info: str = "all",
+        imports: str = "all",
+        scope: Iterable[str] = (),
+    ) -> bytes:
+        """An image for one generator run: `targets` and what they import, plus the outside
+        files that anything in `scope` imports; every file but the targets is marked as an
+        import, so `buf generate` generates the targets and only reads the rest.
+
+        `imports` (see IMPORT_LEVELS) is how much of the imported module files: "all" (what
+        protoc hands a plugin), "direct" (only the files the targets import themselves, plus
+        what those re-export with `import public`: every type the targets name is declared
+        there), or "hollow" (those, reduced to names: no services, and fields that name no
+        other types, so nothing they import is needed).
+
+        `scope` is for generators that write one module per package whatever they are asked
+        for (betterproto2 writes `google/protobuf/__init__.py` from every well-known type in
+        the request): every part of a split tree then writes the same outside modules."""
+        wanted = set(targets)
+        outside = {f.path for f in self.imports}
+        include = self.closure(wanted, direct=imports != "all") | (self.closure(scope) & outside)
+        entries = self.entries[source_info]
+        chunks = []
+        for path, data in entries.items():
+            if path not in include:
+                continue
+            if path in wanted or path in outside:
+                chunks.append(wire.length_delimited(1, data))
+            else:
+                body = _hollow(data) if imports == "hollow" else data
+                chunks.append(wire.length_delimited(1, body + _IMPORT_MARK))
+        return b"".join(chunks)
 
     def packages(self) -> dict[str, list[ProtoFile]]:
         result: dict[str, list[ProtoFile]] = {}
         for f in self.files:
             result.setdefault(f.package, []).append(f)
         return result
+
+
+@functools.lru_cache(maxsize=4096)
+def _hollow(data: bytes) -> bytes:
+    """A file's descriptor reduced to its names: messages keep their fields (names, numbers,
+    scalar types) but a field of a message or enum type becomes an int32, and services,
+    extensions and comments go."""
+    kinds = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto.FromString(data)
+    for name in ("service", "extension", "source_code_info"):
+        fd.ClearField(name)
+    # Present but empty: generators that look comments up find none, rather than no table.
+    fd.source_code_info.SetInParent()
+    messages = list(fd.message_type)
+    while messages:
+        message = messages.pop()
+        message.ClearField("extension")
+        for field_ in message.field:
+            if field_.type in (kinds.TYPE_MESSAGE, kinds.TYPE_ENUM, kinds.TYPE_GROUP):
+                field_.type = kinds.TYPE_INT32
+                field_.ClearField("type_name")
+                field_.ClearField("default_value")
+        messages.extend(message.nested_type)
+    return fd.SerializeToString(deterministic=True)
 
 
 def discover(config: Config) -> list[str]:
@@ -161,7 +252,7 @@ def compile_image(config: Config, workdir: Path) -> Image:
     own = set(sources)
     files: list[ProtoFile] = []
     imports: list[ProtoFile] = []
-    chunks: list[bytes] = []
+    entries: dict[str, dict[str, bytes]] = {level: {} for level in SOURCE_INFO_LEVELS}
     for fd in fds.file:
         is_import = fd.name not in own
         entry = ProtoFile(
@@ -170,17 +261,31 @@ def compile_image(config: Config, workdir: Path) -> Image:
             syntax=fd.syntax or "proto2",
             edition=fd.edition,
             dependencies=tuple(fd.dependency),
+            public_dependencies=tuple(fd.dependency[i] for i in fd.public_dependency),
             has_services=bool(fd.service),
             messages=tuple(m.name for m in fd.message_type),
             features=_features(fd),
             provider=toolchain.provider_of(fd.name) if is_import else None,
         )
         (imports if is_import else files).append(entry)
-        data = fd.SerializeToString(deterministic=True)
-        if is_import:
-            data += wire.length_delimited(_BUF_EXTENSION_FIELD, _IS_IMPORT)
-        chunks.append(wire.length_delimited(1, data))
-    image_bytes = b"".join(chunks)
+        mark = _IMPORT_MARK if is_import else b""
+        entries["all"][fd.name] = fd.SerializeToString(deterministic=True) + mark
+        services = descriptor_pb2.SourceCodeInfo(
+            location=[
+                location
+                for location in fd.source_code_info.location
+                if (location.path and location.path[0] == _SERVICE_FIELD)
+                or list(location.path) in _FILE_COMMENTS
+            ]
+        )
+        fd.ClearField("source_code_info")
+        entries["none"][fd.name] = fd.SerializeToString(deterministic=True) + mark
+        if services.location:
+            fd.source_code_info.CopyFrom(services)
+            entries["services"][fd.name] = fd.SerializeToString(deterministic=True) + mark
+        else:
+            entries["services"][fd.name] = entries["none"][fd.name]
+    image_bytes = b"".join(wire.length_delimited(1, data) for data in entries["all"].values())
     path = workdir / "image.binpb"
     path.write_bytes(image_bytes)
     return Image(
@@ -188,6 +293,7 @@ def compile_image(config: Config, workdir: Path) -> Image:
         digest=hashlib.sha256(image_bytes).hexdigest(),
         files=tuple(sorted(files, key=lambda f: f.path)),
         imports=tuple(sorted(imports, key=lambda f: f.path)),
+        entries=entries,
     )
 
 

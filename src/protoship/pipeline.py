@@ -152,7 +152,12 @@ def _attribute(
         if failure.sources
         else gen.isolate(config, image, job, workdir)
     )
-    everything = not failure.sources and job.only is None and len(culprits) == len(job.paths(image))
+    everything = (
+        not failure.sources
+        and job.replaces is None
+        and job.scope is None
+        and len(culprits) == len(job.paths(image))
+    )
     if not culprits or everything:
         # A crash on nothing in particular, or on every file, is the plugin's problem, not
         # the files': leaving files out would only hide it.

@@ -54,6 +54,10 @@ __all__ = ["main"]
 PINNED_COMPILER_VERSION = "0.10.1"
 _RUFF_CHECK_ARGS = ("check", "--select", "I,F401,TC005,RUF022", "--fix", "--silent")
 _PLACEHOLDER_PREFIX = "\x00protoship-pending-module:"
+# Set by protoship when its own plugin runs already use every core (generate.PROCESSES_ENV).
+_PROCESSES_ENV = "PROTOSHIP_PLUGIN_PROCESSES"
+# Set by protoship to a file naming packages whose modules it discards (generate.DISCARD_ENV).
+_DISCARD_ENV = "PROTOSHIP_PLUGIN_DISCARD"
 # Below this many modules a forked worker costs more than it saves.
 _MIN_MODULES_PER_WORKER = 4
 
@@ -403,9 +407,28 @@ def _memoized_naming(request: Any) -> Iterator[None]:
         yield
 
 
+def _processes() -> int:
+    """Processes to render with: every core, unless the caller (protoship, running several
+    plugin runs side by side) says how many."""
+    try:
+        return max(1, int(os.environ[_PROCESSES_ENV]))
+    except (KeyError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _discarded_packages() -> frozenset[str]:
+    """Proto packages whose modules the caller will throw away (protoship, running a plugin on
+    one part of a tree, gives it the packages that part imports so that their type names
+    resolve; their modules come from the part that holds them). Not rendered: empty."""
+    listing = os.environ.get(_DISCARD_ENV)
+    if not listing:
+        return frozenset()
+    return frozenset(Path(listing).read_text(encoding="utf-8").split())
+
+
 def _finish_modules(modules: Sequence[Any], request: Any) -> list[tuple[str, str | None]]:
     """Render, format and validate every module; returns (code, collision warning)."""
-    workers = min(os.cpu_count() or 1, len(modules) // _MIN_MODULES_PER_WORKER)
+    workers = min(_processes(), len(modules) // _MIN_MODULES_PER_WORKER)
     if "fork" not in multiprocessing.get_all_start_methods():
         workers = 1
     with contextlib.ExitStack() as stack:
@@ -449,8 +472,11 @@ def _generate(data: bytes) -> Any:
     decoded = _decode_request(data)
     comments = _CommentIndex(decoded.source_info, models.get_comment)
     pending: list[Any] = []
+    discarded = _discarded_packages()
 
     def defer(output_file: Any) -> str:
+        if output_file.package_proto_obj.package in discarded:
+            return ""
         pending.append(output_file)
         return f"{_PLACEHOLDER_PREFIX}{len(pending) - 1}"
 
