@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -70,7 +71,7 @@ READS: dict[tuple[str, str], Reads] = {
 # plugin grows with the request (about 50x its serialized size for Python plugins): a part of
 # this size keeps each run to a few hundred MB, while each run's start-up stays small beside
 # its work.
-PART_BYTES = 6_000_000
+PART_BYTES = 12_000_000
 # The environment variable that tells a plugin how many processes of its own it may use
 # (protoship's betterproto2 driver forks workers); set to 1 when runs already fill the cores.
 PROCESSES_ENV = "PROTOSHIP_PLUGIN_PROCESSES"
@@ -78,6 +79,7 @@ PROCESSES_ENV = "PROTOSHIP_PLUGIN_PROCESSES"
 # caller discards (see _belongs): a plugin may leave them empty. protoship's betterproto2 driver
 # does; any other plugin simply writes them.
 DISCARD_ENV = "PROTOSHIP_PLUGIN_DISCARD"
+_NICE = shutil.which("nice")
 
 
 @dataclass(frozen=True)
@@ -425,6 +427,10 @@ def _run_job(  # noqa: PLR0917 (one call site per caller, all positional)
     if job.scope is not None:
         env = {**env, DISCARD_ENV: str(_discard_list(image, job, workdir / "discard.txt"))}
     args = [buf, "generate", str(request), "--template", str(template), "--output", str(workdir)]
+    if _NICE is not None:
+        # Below the import checks, which start as soon as a flavour is done and which every
+        # later stage waits for: the generators fill whatever CPU the checks leave.
+        args = [_NICE, "-n", "5", *args]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False, cwd=workdir)
     if proc.returncode != 0:
         return _essence(proc.stderr)

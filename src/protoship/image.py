@@ -64,7 +64,7 @@ SOURCE_INFO_LEVELS = ("all", "services", "none")
 # How much of the imported module files a request carries (see Image.request).
 IMPORT_LEVELS = ("all", "direct", "hollow")
 _SERVICE_FIELD = 6  # FileDescriptorProto.service
-_FILE_COMMENTS = ([2], [12])  # FileDescriptorProto.package, .syntax
+_FILE_COMMENTS = (2, 12)  # FileDescriptorProto.package, .syntax
 
 
 @dataclass(frozen=True)
@@ -270,14 +270,7 @@ def compile_image(config: Config, workdir: Path) -> Image:
         (imports if is_import else files).append(entry)
         mark = _IMPORT_MARK if is_import else b""
         entries["all"][fd.name] = fd.SerializeToString(deterministic=True) + mark
-        services = descriptor_pb2.SourceCodeInfo(
-            location=[
-                location
-                for location in fd.source_code_info.location
-                if (location.path and location.path[0] == _SERVICE_FIELD)
-                or list(location.path) in _FILE_COMMENTS
-            ]
-        )
+        services = descriptor_pb2.SourceCodeInfo(location=_service_locations(fd))
         fd.ClearField("source_code_info")
         entries["none"][fd.name] = fd.SerializeToString(deterministic=True) + mark
         if services.location:
@@ -295,6 +288,21 @@ def compile_image(config: Config, workdir: Path) -> Image:
         imports=tuple(sorted(imports, key=lambda f: f.path)),
         entries=entries,
     )
+
+
+def _service_locations(
+    fd: descriptor_pb2.FileDescriptorProto,
+) -> list[descriptor_pb2.SourceCodeInfo.Location]:
+    """Source locations of services (and their methods), and of `package` and `syntax`."""
+    found = []
+    for location in fd.source_code_info.location:
+        path = location.path
+        if not path:
+            continue
+        first = path[0]
+        if first == _SERVICE_FIELD or (first in _FILE_COMMENTS and len(path) == 1):
+            found.append(location)
+    return found
 
 
 def _features(fd: descriptor_pb2.FileDescriptorProto) -> frozenset[str]:

@@ -111,6 +111,7 @@ def _layout(
     """Flavour files under `src/`, with headers, py.typed markers and service-less gRPC
     modules dropped."""
     prefix = "src" if flavour.import_root is None else f"src/{flavour.import_root}"
+    module = config.rel(config.module)
     out: dict[str, bytes] = {}
     for gen in files:
         sources = image.sources_of(gen.path)
@@ -127,7 +128,7 @@ def _layout(
             continue
         content = gen.content
         if gen.path.endswith((".py", ".pyi")):
-            content = _with_header(content, _header(config, gen.plugin, sources))
+            content = _with_header(content, _header(module, gen.plugin, sources))
         out[f"{prefix}/{gen.path}"] = content
     module_dirs = {str(PurePosixPath(p).parent) for p in out if p.endswith((".py", ".pyi"))}
     if flavour.layout == "proto-native":
@@ -157,8 +158,8 @@ def _with_header(content: bytes, header: str) -> bytes:
     return header.encode() + content
 
 
-def _header(config: Config, plugin: Plugin, sources: list[ProtoFile]) -> str:
-    module = config.rel(config.module)
+def _header(module: str, plugin: Plugin, sources: list[ProtoFile]) -> str:
+    """`module`: the buf module's directory as the user sees it."""
     if len(sources) == 1:
         src = sources[0]
         origin = f"{module}/{src.path}" if src.provider is None else f"{src.path} ({src.provider})"

@@ -66,9 +66,12 @@ def check_generated(flavour: Flavour, files: list[Generated], root: Path) -> lis
     (Packaging adds only comment headers and drops modules; it changes no code.)"""
     src = root / "src"
     prefix = src / flavour.import_root if flavour.import_root else src
+    made: set[Path] = set()
     for gen in files:
         path = prefix / gen.path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            made.add(path.parent)
         try:
             # A link, not a copy: on a large tree this is hundreds of MB not written again.
             os.link(gen.source or "", path)
