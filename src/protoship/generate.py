@@ -48,6 +48,10 @@ class Reads:
     # names from the request, without building a descriptor pool as protoc does, need only
     # the files their files import themselves ("direct"), or only their names ("hollow").
     imports: str = "all"
+    # gRPC stub generators write a module for every file; for a file without services it
+    # only imports grpc, and packaging drops it (package._layout, proto-native layout): such
+    # files are not given to them at all.
+    services_only: bool = False
 
 
 # Generators known to read less than everything. Less to decode makes buf and the plugin
@@ -57,9 +61,11 @@ class Reads:
 # to a run on the full request (tested).
 READS: dict[tuple[str, str], Reads] = {
     ("protoc_builtin", "python"): Reads(source_info="none"),
-    ("local", "protoc-gen-grpc_python"): Reads(source_info="services"),
+    ("local", "protoc-gen-grpc_python"): Reads(source_info="services", services_only=True),
     ("local", "protoc-gen-mypy"): Reads(imports="direct"),
-    ("local", "protoc-gen-mypy_grpc"): Reads(source_info="services", imports="direct"),
+    ("local", "protoc-gen-mypy_grpc"): Reads(
+        source_info="services", imports="direct", services_only=True
+    ),
     # betterproto2 builds models of every file in the request (not only of those it is asked
     # to generate), and looks at an imported message only by name and to see whether it has
     # fields.
@@ -109,7 +115,12 @@ class Job:
     def paths(self, image: Image) -> list[str]:
         if self.only is not None:
             return sorted(self.only)
-        return [f.path for f in image.files if f.path not in self.exclude]
+        skip = self.reads.services_only and self.flavour.layout == "proto-native"
+        return [
+            f.path
+            for f in image.files
+            if f.path not in self.exclude and (f.has_services or not skip)
+        ]
 
     @property
     def family(self) -> tuple[str, int, str]:
