@@ -46,10 +46,11 @@ def _generate(root: Path, monkeypatch: pytest.MonkeyPatch, *, split: bool) -> di
         else:
             patch.setattr(generate, "PART_BYTES", 10**12)
             patch.setattr(generate, "READS", {})
-        pipeline.generate(root, force=True)
+        result = pipeline.generate(root, force=True)
     tree = snapshot(root / "packages")
     tree.pop(output.MANIFEST)
     tree["runs"] = str(runs[-1]).encode()
+    tree["warnings"] = "\n".join(result.warnings).encode()
     return tree
 
 

@@ -162,7 +162,9 @@ class Image:
         the request): every part of a split tree then writes the same outside modules."""
         wanted = set(targets)
         outside = {f.path for f in self.imports}
-        include = self.closure(wanted, direct=imports != "all") | (self.closure(scope) & outside)
+        include = self.closure(wanted, direct=imports != "all")
+        # Outside files are never hollowed: what they import comes along, in full.
+        include |= self.closure(include & outside) | (self.closure(scope) & outside)
         entries = self.entries[source_info]
         chunks = []
         for path, data in entries.items():
