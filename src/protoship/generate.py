@@ -52,6 +52,8 @@ class Reads:
     # only imports grpc, and packaging drops it (package._layout, proto-native layout): such
     # files are not given to them at all.
     services_only: bool = False
+    # Writes only .pyi stubs: a flavour's modules can be import-checked before it is done.
+    stubs_only: bool = False
 
 
 # Generators known to read less than everything. Less to decode makes buf and the plugin
@@ -62,9 +64,10 @@ class Reads:
 READS: dict[tuple[str, str], Reads] = {
     ("protoc_builtin", "python"): Reads(source_info="none"),
     ("local", "protoc-gen-grpc_python"): Reads(source_info="services", services_only=True),
-    ("local", "protoc-gen-mypy"): Reads(imports="direct"),
+    ("protoc_builtin", "pyi"): Reads(stubs_only=True),
+    ("local", "protoc-gen-mypy"): Reads(imports="direct", stubs_only=True),
     ("local", "protoc-gen-mypy_grpc"): Reads(
-        source_info="services", imports="direct", services_only=True
+        source_info="services", imports="direct", services_only=True, stubs_only=True
     ),
     # betterproto2 builds models of every file in the request (not only of those it is asked
     # to generate), and looks at an imported message only by name and to see whether it has
@@ -261,8 +264,10 @@ def run(
     """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
     for the first job (in declaration order) that fails or writes invalid Python.
 
-    `on_flavour` is called, from this thread, as soon as all of one flavour's jobs have
-    succeeded, while other flavours' jobs still run: later stages can start on it early."""
+    `on_flavour` is called, from this thread, as soon as all of one flavour's jobs that may
+    write modules have succeeded (stub generators may still run), with the files so far, while
+    other jobs still run: later stages can start on it early. It is called again if a later
+    job of the flavour writes modules after all."""
     buf = toolchain.buf_executable()
     cores = os.cpu_count() or 1
     # One job per core: each holds its request decoded, and on a busy machine more jobs than
@@ -278,6 +283,9 @@ def run(
     order = sorted(range(len(jobs)), key=lambda i: (per_key[jobs[i].flavour.key], i))
     results: list[list[Generated] | str | None] = [None] * len(jobs)
     remaining = Counter(per_key)
+    # Jobs that may write code (not only stubs, see Reads.stubs_only) still to finish.
+    code = Counter(job.flavour.key for job in jobs if not job.reads.stubs_only)
+    handed: dict[str, set[str]] = {}  # flavour key -> the modules handed to on_flavour
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
             pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i), env): i
@@ -288,14 +296,23 @@ def run(
             results[index] = future.result()
             key = jobs[index].flavour.key
             remaining[key] -= 1
-            if remaining[key] or on_flavour is None:
+            if not jobs[index].reads.stubs_only:
+                code[key] -= 1
+            if on_flavour is None or code[key] > 0:
                 continue
-            mine = [i for i, job in enumerate(jobs) if job.flavour.key == key]
+            done = [
+                i for i, job in enumerate(jobs) if job.flavour.key == key and results[i] is not None
+            ]
             try:
-                files = _merge(config, image, [jobs[i] for i in mine], [results[i] for i in mine])
+                files = _merge(config, image, [jobs[i] for i in done], [results[i] for i in done])
             except PipelineError:
                 continue  # reported below, in declaration order
-            on_flavour(jobs[index].flavour, files.get(key, []))
+            modules = {g.path for g in files.get(key, []) if g.path.endswith(".py")}
+            # Once all its code is written, a flavour's modules can be imported while stub
+            # generators still run; again at the end only if a stub generator wrote code.
+            if key not in handed or modules - handed[key]:
+                handed[key] = modules
+                on_flavour(jobs[index].flavour, files.get(key, []))
     return _merge(config, image, jobs, results)
 
 

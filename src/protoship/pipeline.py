@@ -85,7 +85,9 @@ def generate(
                     root: Path = checked,
                 ) -> None:
                     checks.append(
-                        checker.submit(verify.check_generated, flavour, files, root / flavour.key)
+                        checker.submit(
+                            verify.check_generated, flavour, files, root / flavour.key, image
+                        )
                     )
 
                 try:

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from protoship.config import Flavour
 from protoship.errors import PipelineError
 from protoship.generate import Generated
+from protoship.image import Image
 
 _IMPORTER = r"""
 import importlib, sys, traceback
@@ -60,14 +61,19 @@ def modules(files: list[str]) -> list[str]:
 _CHUNK_BYTES = 4_000_000
 
 
-def check_generated(flavour: Flavour, files: list[Generated], root: Path) -> list[ImportFailure]:
+def check_generated(
+    flavour: Flavour, files: list[Generated], root: Path, image: Image | None = None
+) -> list[ImportFailure]:
     """Import a flavour's freshly generated files, laid out under `root` as its package will
     lay them out, before packaging: so this can run while other flavours still generate.
-    (Packaging adds only comment headers and drops modules; it changes no code.)"""
+    (Packaging adds only comment headers and drops modules; it changes no code.) With the
+    `image`, interpreters are split only where their imports overlap little."""
     src = root / "src"
     prefix = src / flavour.import_root if flavour.import_root else src
     made: set[Path] = set()
     for gen in files:
+        if not gen.path.endswith(".py"):
+            continue  # stubs and data are never imported
         path = prefix / gen.path
         if path.parent not in made:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +83,13 @@ def check_generated(flavour: Flavour, files: list[Generated], root: Path) -> lis
             os.link(gen.source or "", path)
         except OSError:
             path.write_bytes(gen.content)
-    return import_flavour(flavour, src)
+    return import_flavour(flavour, src, image)
 
 
-def import_flavour(flavour: Flavour, src: Path) -> list[ImportFailure]:
+def import_flavour(flavour: Flavour, src: Path, image: Image | None = None) -> list[ImportFailure]:
     """Import every module under `src`. Large proto-native flavours are split across
-    interpreters so that every core imports."""
+    interpreters so that every core imports, unless their imports overlap so much that each
+    interpreter would import most of the tree anyway (see `_overlap`)."""
     cores = os.cpu_count() or 1
     names = modules(
         [p.relative_to(src).as_posix() for p in src.rglob("*.py")] if src.is_dir() else []
@@ -91,9 +98,44 @@ def import_flavour(flavour: Flavour, src: Path) -> list[ImportFailure]:
     # import the whole tree, so splitting such a flavour only doubles the work.
     parts = 1 if flavour.import_root is not None else cores
     chunks = _balanced(src, names, parts)
+    if len(chunks) > 1 and image is not None and _overlap(src, chunks, image) > _MAX_OVERLAP:
+        chunks = [sorted(names)]
     with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
         results = pool.map(lambda chunk: _import(flavour, src, chunk), chunks)
         return [failure for result in results for failure in result]
+
+
+# Split interpreters may import this much more, in all, than one interpreter would.
+_MAX_OVERLAP = 1.25
+
+
+def _overlap(src: Path, chunks: list[list[str]], image: Image) -> float:
+    """What the interpreters of a split import, in all, over what one would: each imports
+    its modules and the modules of everything their .proto files import."""
+
+    def size(name: str) -> int:
+        return _module_path(src, name).stat().st_size
+
+    def sources(name: str) -> set[str]:
+        rel = _module_path(src, name).relative_to(src).as_posix()
+        return {f.path for f in image.sources_of(rel)}
+
+    by_source: dict[str, list[str]] = {}
+    every = [name for chunk in chunks for name in chunk]
+    for name in every:
+        for path in sources(name):
+            by_source.setdefault(path, []).append(name)
+    total = sum(size(name) for name in every)
+    split = 0
+    for chunk in chunks:
+        reached = image.closure({p for name in chunk for p in sources(name)})
+        split += sum(size(n) for n in {n for p in reached for n in by_source.get(p, ())})
+    return split / total if total else 1.0
+
+
+def _module_path(src: Path, name: str) -> Path:
+    base = src.joinpath(*name.split("."))
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
 
 
 def _balanced(src: Path, names: list[str], cores: int) -> list[list[str]]:
