@@ -203,3 +203,84 @@ def test_requests_carry_only_what_the_generator_reads(tmp_path: Path) -> None:
     # Only the targets are generated: everything else carries buf's is_import mark.
     marked = {name for name, data in hollow.items() if b"\xd2\xf6\x03" in data[-8:]}
     assert marked == set(hollow) - {target}
+
+
+def _buf_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the plugin label of every `buf generate` the pipeline starts."""
+    started: list[str] = []
+    real = generate.subprocess.run
+
+    def spy(args: list[str], *rest: object, **kwargs: object) -> object:
+        if "generate" in args:
+            template = Path(str(kwargs["cwd"])) / "buf.gen.yaml"
+            started.append(template.read_text())
+        return real(args, *rest, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(generate.subprocess, "run", spy)
+    return started
+
+
+def test_unchanged_parts_are_not_run_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After one file changes, only the runs whose request changed run again; the output is
+    what a run from scratch (--force, which reads no cache) gives."""
+    root = _with_module(
+        tmp_path / "p",
+        lambda m: write_corpus(m, packages=6, files_per_package=3, messages_per_file=2),
+    )
+    monkeypatch.setattr(generate, "PART_BYTES", 1)
+    started = _buf_runs(monkeypatch)
+    pipeline.generate(root)
+    first = len(started)
+    assert first > 10
+
+    edited = root / "proto" / "synth" / "pkg004" / "v1" / "file001.proto"
+    edited.write_text(
+        edited.read_text().replace(
+            "message F001Msg001 {", "message F001Msg001 {\n  int32 added = 99;", 1
+        )
+    )
+    started.clear()
+    pipeline.generate(root)
+    again = len(started)
+    # The edited file's own part for each plugin, and the parts that read its descriptors.
+    assert 0 < again < first / 2, (again, first)
+    incremental = snapshot(root / "packages")
+
+    started.clear()
+    pipeline.generate(root, force=True)
+    assert len(started) == first
+    assert snapshot(root / "packages") == incremental
+    assert b"added" in b"".join(data for path, data in incremental.items() if "pkg004" in path)
+    # Only what the last run used is kept.
+    kept = {p.name for p in (root / ".protoship" / "cache").iterdir()}
+    assert len(kept) == first
+
+
+def test_unknown_plugins_always_run(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plugin protoship does not know may change without any version changing: never cached."""
+    plugin = tmp_path / "protoc-gen-mine"
+    plugin.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from google.protobuf.compiler import plugin_pb2\n"
+        "plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())\n"
+        "resp = plugin_pb2.CodeGeneratorResponse()\n"
+        "resp.file.add(name='mine.py', content='VALUE = 1\\n')\n"
+        "sys.stdout.buffer.write(resp.SerializeToString())\n"
+    )
+    plugin.chmod(0o755)
+    gen = project / "buf.gen.yaml"
+    gen.write_text(gen.read_text() + f"  - local: {plugin}\n    out: grpcio\n")
+    started = _buf_runs(monkeypatch)
+    pipeline.generate(project)
+    plugin.write_text(plugin.read_text().replace("VALUE = 1", "VALUE = 2"))
+    (project / "proto" / "README.md").write_text("touch the fingerprint\n")
+    gen.write_text(gen.read_text() + "# changed\n")
+    started.clear()
+    pipeline.generate(project)
+    assert [t for t in started if "protoc-gen-mine" in t], started
+    assert len(started) == 1, "known plugins with unchanged requests came from the cache"
+    mine = project / "packages" / "acme-protos-grpcio" / "src" / "mine.py"
+    assert mine.read_text().endswith("VALUE = 2\n")

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from protoship import toolchain
+from protoship.cache import RunCache
 from protoship.config import Config, Flavour, Plugin
 from protoship.errors import PipelineError
 from protoship.image import Image
@@ -132,10 +133,20 @@ class Job:
 
     @property
     def reads(self) -> Reads:
+        return READS.get(self._identity, Reads())
+
+    @property
+    def known(self) -> bool:
+        """Whether the generator is one protoship knows (READS), whose code the toolchain
+        fingerprint covers: only those runs are cached."""
+        return self._identity in READS
+
+    @property
+    def _identity(self) -> tuple[str, str]:
         for key in ("protoc_builtin", "local"):
             if key in self.plugin.spec:
-                return READS.get((key, str(self.plugin.spec[key])), Reads())
-        return Reads()
+                return (key, str(self.plugin.spec[key]))
+        return ("", "")
 
     def parts(self, image: Image) -> list[Job]:
         """This job split into parts of about PART_BYTES of descriptors; itself if small, or
@@ -259,7 +270,9 @@ def run(
     image: Image,
     jobs: list[Job],
     workdir: Path,
+    *,
     on_flavour: Callable[[Flavour, list[Generated]], None] | None = None,
+    cache: RunCache | None = None,
 ) -> dict[str, list[Generated]]:
     """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
     for the first job (in declaration order) that fails or writes invalid Python.
@@ -288,7 +301,7 @@ def run(
     handed: dict[str, set[str]] = {}  # flavour key -> the modules handed to on_flavour
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {
-            pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i), env): i
+            pool.submit(_run_job, config, buf, image, jobs[i], workdir / str(i), env, cache): i
             for i in order
         }
         for future in as_completed(futures):
@@ -436,25 +449,39 @@ def _template(plugin: Plugin) -> dict[str, Any]:
 
 
 def _run_job(  # noqa: PLR0917 (one call site per caller, all positional)
-    config: Config, buf: str, image: Image, job: Job, workdir: Path, env: dict[str, str]
+    config: Config,
+    buf: str,
+    image: Image,
+    job: Job,
+    workdir: Path,
+    env: dict[str, str],
+    cache: RunCache | None = None,
 ) -> list[Generated] | str:
     """The job's files, or the plugin's error message."""
     workdir.mkdir(parents=True)
     template = workdir / "buf.gen.yaml"
-    template.write_text(yaml.safe_dump(_template(job.plugin), sort_keys=False), encoding="utf-8")
+    template_text = yaml.safe_dump(_template(job.plugin), sort_keys=False)
+    template.write_text(template_text, encoding="utf-8")
     # The job's own image: its files (the only ones not marked as imports) and their imports.
-    request = workdir / "image.binpb"
-    request.write_bytes(
-        image.request(
-            job.paths(image),
-            source_info=job.reads.source_info,
-            imports=job.reads.imports,
-            scope=job.scope or (),
-        )
+    request = image.request(
+        job.paths(image),
+        source_info=job.reads.source_info,
+        imports=job.reads.imports,
+        scope=job.scope or (),
     )
+    (workdir / "image.binpb").write_bytes(request)
+    discard = b""
     if job.scope is not None:
-        env = {**env, DISCARD_ENV: str(_discard_list(image, job, workdir / "discard.txt"))}
-    args = [buf, "generate", str(request), "--template", str(template), "--output", str(workdir)]
+        listing = _discard_list(image, job, workdir / "discard.txt")
+        env = {**env, DISCARD_ENV: str(listing)}
+        discard = listing.read_bytes()
+    key = None
+    if cache is not None and job.known:
+        key = cache.key(request, template_text.encode(), discard)
+        hit = cache.get(key)
+        if hit is not None:
+            return _collect(hit, job.plugin)
+    args = [buf, "generate", "image.binpb", "--template", str(template), "--output", str(workdir)]
     if _NICE is not None:
         # Below the import checks, which start as soon as a flavour is done and which every
         # later stage waits for: the generators fill whatever CPU the checks leave.
@@ -465,8 +492,14 @@ def _run_job(  # noqa: PLR0917 (one call site per caller, all positional)
     root = workdir / "out"
     if not root.is_dir():
         return []
+    if key is not None and cache is not None:
+        root = cache.put(key, root)
+    return _collect(root, job.plugin)
+
+
+def _collect(root: Path, plugin: Plugin) -> list[Generated]:
     return [
-        Generated(path.relative_to(root).as_posix(), path.read_bytes(), job.plugin, path)
+        Generated(path.relative_to(root).as_posix(), path.read_bytes(), plugin, path)
         for path in sorted(root.rglob("*"))
         if path.is_file()
     ]

@@ -154,8 +154,8 @@ class Image:
         `imports` (see IMPORT_LEVELS) is how much of the imported module files: "all" (what
         protoc hands a plugin), "direct" (only the files the targets import themselves, plus
         what those re-export with `import public`: every type the targets name is declared
-        there), or "hollow" (those, reduced to names: no services, and fields that name no
-        other types, so nothing they import is needed).
+        there; without comments), or "hollow" (those, reduced to names: no services, and
+        fields that name no other types, so nothing they import is needed).
 
         `scope` is for generators that write one module per package whatever they are asked
         for (betterproto2 writes `google/protobuf/__init__.py` from every well-known type in
@@ -166,6 +166,9 @@ class Image:
         # Outside files are never hollowed: what they import comes along, in full.
         include |= self.closure(include & outside) | (self.closure(scope) & outside)
         entries = self.entries[source_info]
+        # Module files that are only imported come without comments when the generator reads
+        # only some of the imports: such generators look up their own files' comments alone.
+        bare = self.entries["none"] if imports != "all" else entries
         chunks = []
         for path, data in entries.items():
             if path not in include:
@@ -173,7 +176,7 @@ class Image:
             if path in wanted or path in outside:
                 chunks.append(wire.length_delimited(1, data))
             else:
-                body = _hollow(data) if imports == "hollow" else data
+                body = _hollow(data) if imports == "hollow" else bare[path]
                 chunks.append(wire.length_delimited(1, body + _IMPORT_MARK))
         return b"".join(chunks)
 

@@ -21,6 +21,7 @@ from protoship import config as config_mod
 from protoship import generate as gen
 from protoship import image as image_mod
 from protoship import inspect, output, package, verify
+from protoship.cache import RunCache
 from protoship.errors import PipelineError
 
 # Each round attributes at least one failure to files, or the run stops.
@@ -68,6 +69,9 @@ def generate(
         progress(f"compiling {len(sources)} proto files")
         image = image_mod.compile_image(config, work)
         plan = gen.Plan(inspect.exclusions(config, image))
+        # Earlier runs' plugin outputs, reused where a run's request is unchanged; --force
+        # runs every plugin again.
+        runs = RunCache(config.root / ".protoship" / "cache", read=not force)
         previous = config.output if config.output.is_dir() else None
         for attempt in range(_MAX_ROUNDS):
             _refuse_if_strict(config, plan, strict)
@@ -96,7 +100,8 @@ def generate(
                         image,
                         plan.jobs(config, image),
                         work / f"gen{attempt}",
-                        start_check,
+                        on_flavour=start_check,
+                        cache=runs,
                     )
                 except gen.PluginFailed as failure:
                     progress(
@@ -128,6 +133,7 @@ def generate(
             )
         else:
             output.swap(stage, config.output, work / "previous")
+        runs.keep_only_used()
     excluded = {k: v for k, v in plan.excluded.items() if v}
     return Result(
         "checked" if check else "generated",
