@@ -9,8 +9,10 @@ or directory per part) and with each generator's reduced request must give the s
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, copy_project, snapshot
@@ -208,15 +210,16 @@ def test_requests_carry_only_what_the_generator_reads(tmp_path: Path) -> None:
 def _buf_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the plugin label of every `buf generate` the pipeline starts."""
     started: list[str] = []
-    real = generate.subprocess.run
+    real = subprocess.run
 
-    def spy(args: list[str], *rest: object, **kwargs: object) -> object:
+    def spy(args: list[str], *rest: Any, **kwargs: Any) -> Any:
         if "generate" in args:
             template = Path(str(kwargs["cwd"])) / "buf.gen.yaml"
             started.append(template.read_text())
-        return real(args, *rest, **kwargs)  # type: ignore[call-overload]
+        return real(args, *rest, **kwargs)
 
-    monkeypatch.setattr(generate.subprocess, "run", spy)
+    # generate calls subprocess.run through the module, so this sees every buf it starts.
+    monkeypatch.setattr(subprocess, "run", spy)
     return started
 
 
