@@ -272,6 +272,7 @@ def run(
     workdir: Path,
     *,
     on_flavour: Callable[[Flavour, list[Generated]], None] | None = None,
+    on_complete: Callable[[Flavour, list[Generated]], None] | None = None,
     cache: RunCache | None = None,
 ) -> dict[str, list[Generated]]:
     """Run every job; returns the files per flavour key, sorted by path. Raises PluginFailed
@@ -280,7 +281,8 @@ def run(
     `on_flavour` is called, from this thread, as soon as all of one flavour's jobs that may
     write modules have succeeded (stub generators may still run), with the files so far, while
     other jobs still run: later stages can start on it early. It is called again if a later
-    job of the flavour writes modules after all."""
+    job of the flavour writes modules after all. `on_complete` is called, from this thread,
+    with a flavour's final files once all its jobs have succeeded."""
     buf = toolchain.buf_executable()
     cores = os.cpu_count() or 1
     # One job per core: each holds its request decoded, and on a busy machine more jobs than
@@ -311,21 +313,24 @@ def run(
             remaining[key] -= 1
             if not jobs[index].reads.stubs_only:
                 code[key] -= 1
-            if on_flavour is None or code[key] > 0:
+            if code[key] > 0 or (on_flavour is None and on_complete is None):
                 continue
             done = [
                 i for i, job in enumerate(jobs) if job.flavour.key == key and results[i] is not None
             ]
             try:
-                files = _merge(config, image, [jobs[i] for i in done], [results[i] for i in done])
+                merged = _merge(config, image, [jobs[i] for i in done], [results[i] for i in done])
             except PipelineError:
                 continue  # reported below, in declaration order
-            modules = {g.path for g in files.get(key, []) if g.path.endswith(".py")}
+            files = merged.get(key, [])
+            modules = {g.path for g in files if g.path.endswith(".py")}
             # Once all its code is written, a flavour's modules can be imported while stub
             # generators still run; again at the end only if a stub generator wrote code.
-            if key not in handed or modules - handed[key]:
+            if on_flavour is not None and (key not in handed or modules - handed[key]):
                 handed[key] = modules
-                on_flavour(jobs[index].flavour, files.get(key, []))
+                on_flavour(jobs[index].flavour, files)
+            if on_complete is not None and not remaining[key]:
+                on_complete(jobs[index].flavour, files)
     return _merge(config, image, jobs, results)
 
 

@@ -42,32 +42,51 @@ def build(
     generated: Mapping[str, list[Generated]],
     previous: Path | None,
     excluded: Mapping[str, Mapping[str, str]],
+    *,
+    ready: Mapping[str, dict[str, bytes]] | None = None,
 ) -> dict[str, bytes]:
-    """The whole output tree: {path relative to the output dir: content}."""
+    """The whole output tree: {path relative to the output dir: content}. `ready` holds the
+    trees of flavours already packaged (flavour_tree, with the same arguments)."""
     tree: dict[str, bytes] = {}
     for flavour in config.flavours:
-        files = _layout(config, flavour, image, generated[flavour.key])
-        files.update(_protos(config, flavour, image))
-        root = flavour.distribution
-        package_roots = sorted({PurePosixPath(p).parts[1] for p in files})
-        reqs = requirements.derive(
-            (c for p, c in files.items() if p.endswith(".py")), _own_modules(files)
-        )
-        pyproject = _flavour_pyproject(config, flavour, package_roots, reqs)
-        tree.update({f"{root}/{p}": c for p, c in files.items()})
-        tree[f"{root}/pyproject.toml"] = _merge_pyproject(
-            _previous(previous, f"{root}/pyproject.toml"), pyproject
-        )
-        tree[f"{root}/README.md"] = _flavour_readme(
-            config, flavour, image, reqs, excluded.get(flavour.key, {})
-        ).encode()
-        tree[f"{root}/{SCHEMA_FILE}"] = _schema(image, excluded.get(flavour.key, {}))
+        done = (ready or {}).get(flavour.key)
+        if done is None:
+            done = flavour_tree(config, flavour, image, generated[flavour.key], previous, excluded)
+        tree.update(done)
     meta = config.name
     tree[f"{meta}/pyproject.toml"] = _merge_pyproject(
         _previous(previous, f"{meta}/pyproject.toml"), _meta_pyproject(config)
     )
     tree[f"{meta}/README.md"] = _meta_readme(config).encode()
     return dict(sorted(tree.items()))
+
+
+def flavour_tree(  # noqa: PLR0917 (the arguments of build, for one flavour)
+    config: Config,
+    flavour: Flavour,
+    image: Image,
+    files_generated: list[Generated],
+    previous: Path | None,
+    excluded: Mapping[str, Mapping[str, str]],
+) -> dict[str, bytes]:
+    """One flavour's distribution: {path relative to the output dir: content}."""
+    files = _layout(config, flavour, image, files_generated)
+    files.update(_protos(config, flavour, image))
+    root = flavour.distribution
+    package_roots = sorted({PurePosixPath(p).parts[1] for p in files})
+    reqs = requirements.derive(
+        (c for p, c in files.items() if p.endswith(".py")), _own_modules(files)
+    )
+    pyproject = _flavour_pyproject(config, flavour, package_roots, reqs)
+    tree = {f"{root}/{p}": c for p, c in files.items()}
+    tree[f"{root}/pyproject.toml"] = _merge_pyproject(
+        _previous(previous, f"{root}/pyproject.toml"), pyproject
+    )
+    tree[f"{root}/README.md"] = _flavour_readme(
+        config, flavour, image, reqs, excluded.get(flavour.key, {})
+    ).encode()
+    tree[f"{root}/{SCHEMA_FILE}"] = _schema(image, excluded.get(flavour.key, {}))
+    return tree
 
 
 def _own_modules(files: Mapping[str, bytes]) -> frozenset[str]:

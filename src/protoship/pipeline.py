@@ -79,8 +79,22 @@ def generate(
             checked = work / f"verify{attempt}"
             # Each flavour's modules are imported as soon as its generators are done, while
             # the other flavours' generators still run.
-            with ThreadPoolExecutor(max_workers=max(1, len(config.flavours))) as checker:
+            # One thread per flavour for its import check, one more for packaging flavours that
+            # are complete while others still generate.
+            with ThreadPoolExecutor(max_workers=len(config.flavours) + 1) as checker:
                 checks: list[Future[list[verify.ImportFailure]]] = []
+                packed: dict[str, Future[dict[str, bytes]]] = {}
+                excluded_now = {k: dict(v) for k, v in plan.excluded.items()}
+
+                def pack(
+                    flavour: config_mod.Flavour,
+                    files: list[gen.Generated],
+                    packed: dict[str, Future[dict[str, bytes]]] = packed,
+                    excluded: dict[str, dict[str, str]] = excluded_now,
+                ) -> None:
+                    packed[flavour.key] = checker.submit(
+                        package.flavour_tree, config, flavour, image, files, previous, excluded
+                    )
 
                 def start_check(
                     flavour: config_mod.Flavour,
@@ -101,6 +115,7 @@ def generate(
                         plan.jobs(config, image),
                         work / f"gen{attempt}",
                         on_flavour=start_check,
+                        on_complete=pack,
                         cache=runs,
                     )
                 except gen.PluginFailed as failure:
@@ -110,7 +125,14 @@ def generate(
                     _attribute(config, image, plan, failure, work / f"isolate{attempt}")
                     continue
                 progress("packaging")
-                tree = package.build(config, image, generated, previous, plan.excluded)
+                tree = package.build(
+                    config,
+                    image,
+                    generated,
+                    previous,
+                    plan.excluded,
+                    ready={key: done.result() for key, done in packed.items()},
+                )
                 tree[output.MANIFEST] = output.manifest(tree, fingerprint)
                 stage = work / f"stage{attempt}"
                 output.write_tree(stage, tree, previous)
