@@ -139,6 +139,7 @@ def _overlap(src: Path, chunks: list[list[str]], image: Image) -> float:
 
 
 def _module_path(src: Path, name: str) -> Path:
+    """The file of a dotted module name under `src`: `a/b.py`, or `a/b/__init__.py`."""
     base = src.joinpath(*name.split("."))
     return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
 
@@ -146,13 +147,7 @@ def _module_path(src: Path, name: str) -> Path:
 def _balanced(src: Path, names: list[str], cores: int) -> list[list[str]]:
     """Split modules across interpreters by source size, largest first onto the lightest
     (a betterproto package module can be megabytes; a _pb2_grpc module a few lines)."""
-    sizes = {}
-    for name in names:
-        base = src.joinpath(*name.split("."))
-        path = (
-            base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
-        )
-        sizes[name] = path.stat().st_size
+    sizes = {name: _module_path(src, name).stat().st_size for name in names}
     parts = max(1, min(cores, sum(sizes.values()) // _CHUNK_BYTES))
     chunks: list[list[str]] = [[] for _ in range(parts)]
     loads = [0] * parts
@@ -191,7 +186,5 @@ def _import(flavour: Flavour, src: Path, names: list[str]) -> list[ImportFailure
 
 
 def _file_of(src: Path, module: str, import_root: str | None) -> str:
-    base = src.joinpath(*module.split("."))
-    path = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
-    rel = path.relative_to(src).as_posix()
+    rel = _module_path(src, module).relative_to(src).as_posix()
     return rel.removeprefix(f"{import_root}/") if import_root else rel
