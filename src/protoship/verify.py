@@ -102,8 +102,9 @@ def import_flavour(flavour: Flavour, src: Path, image: Image | None = None) -> l
     # Modules under one import root import each other through it: every interpreter would
     # import the whole tree, so splitting such a flavour only doubles the work.
     parts = 1 if flavour.import_root is not None else cores
-    chunks = _balanced(src, names, parts)
-    if len(chunks) > 1 and image is not None and _overlap(src, chunks, image) > _MAX_OVERLAP:
+    sizes = {name: _module_path(src, name).stat().st_size for name in names}
+    chunks = _balanced(sizes, parts)
+    if len(chunks) > 1 and image is not None and _overlap(src, chunks, image, sizes) > _MAX_OVERLAP:
         chunks = [sorted(names)]
     with ThreadPoolExecutor(max_workers=max(1, len(chunks))) as pool:
         results = pool.map(lambda chunk: _import(flavour, src, chunk), chunks)
@@ -114,27 +115,26 @@ def import_flavour(flavour: Flavour, src: Path, image: Image | None = None) -> l
 _MAX_OVERLAP = 1.25
 
 
-def _overlap(src: Path, chunks: list[list[str]], image: Image) -> float:
+def _overlap(src: Path, chunks: list[list[str]], image: Image, sizes: dict[str, int]) -> float:
     """What the interpreters of a split import, in all, over what one would: each imports
-    its modules and the modules of everything their .proto files import."""
-
-    def size(name: str) -> int:
-        return _module_path(src, name).stat().st_size
-
-    def sources(name: str) -> set[str]:
-        rel = _module_path(src, name).relative_to(src).as_posix()
-        return {f.path for f in image.sources_of(rel)}
-
+    its modules and the modules of everything their .proto files import. `sizes`: bytes of
+    each module."""
+    sources = {
+        name: {
+            f.path for f in image.sources_of(_module_path(src, name).relative_to(src).as_posix())
+        }
+        for chunk in chunks
+        for name in chunk
+    }
     by_source: dict[str, list[str]] = {}
-    every = [name for chunk in chunks for name in chunk]
-    for name in every:
-        for path in sources(name):
+    for name, paths in sources.items():
+        for path in paths:
             by_source.setdefault(path, []).append(name)
-    total = sum(size(name) for name in every)
+    total = sum(sizes[name] for name in sources)
     split = 0
     for chunk in chunks:
-        reached = image.closure({p for name in chunk for p in sources(name)})
-        split += sum(size(n) for n in {n for p in reached for n in by_source.get(p, ())})
+        reached = image.closure({p for name in chunk for p in sources[name]})
+        split += sum(sizes[n] for n in {n for p in reached for n in by_source.get(p, ())})
     return split / total if total else 1.0
 
 
@@ -144,10 +144,11 @@ def _module_path(src: Path, name: str) -> Path:
     return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
 
 
-def _balanced(src: Path, names: list[str], cores: int) -> list[list[str]]:
-    """Split modules across interpreters by source size, largest first onto the lightest
-    (a betterproto package module can be megabytes; a _pb2_grpc module a few lines)."""
-    sizes = {name: _module_path(src, name).stat().st_size for name in names}
+def _balanced(sizes: dict[str, int], cores: int) -> list[list[str]]:
+    """Split modules across interpreters by source size (`sizes`: bytes of each), largest
+    first onto the lightest (a betterproto package module can be megabytes; a _pb2_grpc module
+    a few lines)."""
+    names = list(sizes)
     parts = max(1, min(cores, sum(sizes.values()) // _CHUNK_BYTES))
     chunks: list[list[str]] = [[] for _ in range(parts)]
     loads = [0] * parts
